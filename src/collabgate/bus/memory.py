@@ -1,0 +1,31 @@
+"""In-process bus: connects the gateway instances that live in one process (tests, embedded)."""
+
+from __future__ import annotations
+
+from collabgate.bus.port import RoomEvent, RoomEventHandler
+
+
+class InProcessHub:
+    """Shared by the instances of one process; each gets an :class:`InProcessBus` on it."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, RoomEventHandler] = {}
+
+
+class InProcessBus:
+    def __init__(self, hub: InProcessHub | None = None) -> None:
+        self._hub = hub or InProcessHub()
+        self._instance_id: str | None = None
+
+    async def start(self, instance_id: str, handler: RoomEventHandler) -> None:
+        self._instance_id = instance_id
+        self._hub.handlers[instance_id] = handler
+
+    async def publish(self, event: RoomEvent) -> None:
+        for instance_id, handler in list(self._hub.handlers.items()):
+            if instance_id != event.origin_instance:
+                await handler(event)
+
+    async def close(self) -> None:
+        if self._instance_id is not None:
+            self._hub.handlers.pop(self._instance_id, None)

@@ -1,0 +1,34 @@
+"""Room bus port: room events travel between gateway instances.
+
+An instance delivers its own events to its local connections directly and publishes them on the
+bus for every other instance. Delivery may duplicate or drop; Y.js updates are idempotent and a
+state-vector SYNC closes any gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    resource_id: str
+    origin_instance: str
+    frame: str  # the encoded frame, sent as is to the room's local connections
+    update: bytes | None = None  # for Y_UPDATE: applied to the receiving instance's document
+    exclude_connection: str | None = None  # the sender, who must not get its own event back
+
+
+RoomEventHandler = Callable[[RoomEvent], Awaitable[None]]
+
+
+class RoomBus(Protocol):
+    async def start(self, instance_id: str, handler: RoomEventHandler) -> None:
+        """Begin delivering other instances' events to ``handler``."""
+        ...
+
+    async def publish(self, event: RoomEvent) -> None: ...
+
+    async def close(self) -> None: ...

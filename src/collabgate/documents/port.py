@@ -1,0 +1,40 @@
+"""Document store port: Y.js documents as a compacted snapshot plus the updates since."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """What the store holds for one resource."""
+
+    snapshot: bytes | None = None  # a Y.js update encoding the whole document at snapshot_revision
+    snapshot_revision: int = 0
+    updates: list[bytes] = field(default_factory=list)  # updates after the snapshot, in order
+
+    @property
+    def revision(self) -> int:
+        return self.snapshot_revision + len(self.updates)
+
+
+class DocumentStore(Protocol):
+    async def load(self, resource_id: str) -> StoredDocument:
+        """The stored document; an empty one when the resource has never been written."""
+        ...
+
+    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+        """Store ``update`` as ``revision``. Durable when the call returns.
+
+        Concurrent calls are committed together (group commit): many appends share one fsync.
+        """
+        ...
+
+    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        """Replace every update up to ``revision`` by ``snapshot``; later updates stay."""
+        ...
+
+    async def close(self) -> None:
+        """Commit what is pending and release the store."""
+        ...
