@@ -8,10 +8,10 @@ variable and what is wrong with it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "COLLABGATE_"
 
@@ -26,56 +26,120 @@ class Settings(BaseSettings):
     # --- network -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 = any free).")
-    instance_id: str = Field("", description="Name of this instance in logs and audit (default: host:port).")
+    instance_id: str = Field(
+        "", description="Name of this instance in logs and audit (default: host:port)."
+    )
 
     # --- storage -----------------------------------------------------------------------------
     data_dir: Path = Field(Path("var"), description="Folder for the SQLite database and dev keys.")
-    sqlite_path: Path | None = Field(None, description="SQLite file (default: DATA_DIR/collabgate.sqlite3).")
+    sqlite_path: Path | None = Field(
+        None, description="SQLite file (default: DATA_DIR/collabgate.sqlite3)."
+    )
 
     # --- authentication ----------------------------------------------------------------------
-    jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS256/ES256 tokens.")
-    jwt_jwks_url: str | None = Field(None, description="JWKS URL; keys are picked by the token's kid.")
-    jwt_jwks_cache_seconds: float = Field(300.0, gt=0, description="How long fetched JWKS keys are trusted.")
-    jwt_hs256_secret: SecretStr | None = Field(None, description="Shared secret for HS256 (needs JWT_ALLOW_HS256).")
+    jwt_public_key_file: Path | None = Field(
+        None, description="PEM public key for RS256/ES256 tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="JWKS URL; keys are picked by the token's kid."
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        300.0, gt=0, description="How long fetched JWKS keys are trusted."
+    )
+    jwt_hs256_secret: SecretStr | None = Field(
+        None, description="Shared secret for HS256 (needs JWT_ALLOW_HS256)."
+    )
     jwt_allow_hs256: bool = Field(False, description="Accept HS256 tokens (development only).")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
-    jwt_role_claim: str = Field("role", min_length=1, description="Dot path of the role claim, e.g. realm_access.roles.")
-    jwt_leeway_seconds: float = Field(0.0, ge=0, le=300, description="Clock skew tolerated on exp/nbf.")
-    dev_keys: bool = Field(False, description="Generate and trust a development key pair under DATA_DIR/dev-keys.")
+    jwt_role_claim: str = Field(
+        "role", min_length=1, description="Dot path of the role claim, e.g. realm_access.roles."
+    )
+    jwt_leeway_seconds: float = Field(
+        0.0, ge=0, le=300, description="Clock skew tolerated on exp/nbf."
+    )
+    dev_keys: bool = Field(
+        False, description="Generate and trust a development key pair under DATA_DIR/dev-keys."
+    )
 
     # --- connections and limits --------------------------------------------------------------
-    max_connections: int = Field(10_000, ge=1, description="Connections one instance accepts (WS_1001 above).")
-    max_connections_per_user: int = Field(10, ge=1, description="Concurrent connections per user (WS_1001 above).")
-    max_frame_bytes: int = Field(1_048_576, ge=1024, description="Largest inbound frame (WS_3004 above).")
+    max_connections: int = Field(
+        10_000, ge=1, description="Connections one instance accepts (WS_1001 above)."
+    )
+    max_connections_per_user: int = Field(
+        10, ge=1, description="Concurrent connections per user (WS_1001 above)."
+    )
+    max_frame_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest inbound frame (WS_3004 above)."
+    )
     max_awareness_bytes: int = Field(4096, ge=64, description="Largest AWARENESS state, encoded.")
     room_max_users: int = Field(200, ge=1, description="Users one resource admits (WS_4001 above).")
-    max_joined_resources: int = Field(50, ge=1, description="Resources one connection may join at once.")
-    rate_limit_per_second: float = Field(100.0, gt=0, description="Sustained messages per second per connection.")
-    rate_limit_burst: int = Field(200, ge=1, description="Messages a connection may send in a burst.")
-    heartbeat_timeout_seconds: float = Field(60.0, gt=0, description="Silence after which a socket is closed.")
-    send_queue_max_bytes: int = Field(8_388_608, ge=65_536, description="Unsent bytes after which a slow reader is dropped.")
+    resource_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Resource types served, comma separated (empty = any)."
+    )
+    max_joined_resources: int = Field(
+        50, ge=1, description="Resources one connection may join at once."
+    )
+    rate_limit_per_second: float = Field(
+        100.0, gt=0, description="Sustained messages per second per connection."
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Messages a connection may send in a burst."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        60.0, gt=0, description="Silence after which a socket is closed."
+    )
+    send_queue_max_bytes: int = Field(
+        8_388_608, ge=65_536, description="Unsent bytes after which a slow reader is dropped."
+    )
 
     # --- locks -------------------------------------------------------------------------------
-    lock_default_ttl_ms: int = Field(300_000, ge=1000, description="Lock TTL when the request names none.")
-    lock_max_ttl_ms: int = Field(3_600_000, ge=1000, description="Longest TTL a lock may be granted.")
-    lock_holder_grace_seconds: float = Field(10.0, ge=0, description="Wait before a disconnected holder's locks go.")
-    lock_sweep_interval_seconds: float = Field(0.5, gt=0, description="How often expired locks are looked for.")
+    lock_default_ttl_ms: int = Field(
+        300_000, ge=1000, description="Lock TTL when the request names none."
+    )
+    lock_max_ttl_ms: int = Field(
+        3_600_000, ge=1000, description="Longest TTL a lock may be granted."
+    )
+    lock_holder_grace_seconds: float = Field(
+        10.0, ge=0, description="Wait before a disconnected holder's locks go."
+    )
+    lock_sweep_interval_seconds: float = Field(
+        0.5, gt=0, description="How often expired locks are looked for."
+    )
 
     # --- documents ---------------------------------------------------------------------------
-    group_commit_max_batch: int = Field(2048, ge=1, description="Largest number of writes in one commit.")
-    compaction_threshold: int = Field(500, ge=1, description="Stored updates that trigger a compacted snapshot.")
-    document_idle_unload_seconds: float = Field(300.0, gt=0, description="Unload documents nobody has joined for this long.")
+    group_commit_max_batch: int = Field(
+        2048, ge=1, description="Largest number of writes in one commit."
+    )
+    compaction_threshold: int = Field(
+        500, ge=1, description="Stored updates that trigger a compacted snapshot."
+    )
+    document_idle_unload_seconds: float = Field(
+        300.0, gt=0, description="Unload documents nobody has joined for this long."
+    )
 
     # --- audit -------------------------------------------------------------------------------
-    audit_queue_max: int = Field(100_000, ge=1, description="Audit events buffered in memory before spilling.")
+    audit_queue_max: int = Field(
+        100_000, ge=1, description="Audit events buffered in memory before spilling."
+    )
 
     # --- shutdown ----------------------------------------------------------------------------
-    shutdown_reconnect_after_ms: int = Field(1000, ge=0, description="Hint sent in SERVER_SHUTDOWN.")
+    shutdown_reconnect_after_ms: int = Field(
+        1000, ge=0, description="Hint sent in SERVER_SHUTDOWN."
+    )
     shutdown_timeout_seconds: float = Field(10.0, gt=0, description="Longest drain on SIGTERM.")
 
     # --- logging -----------------------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+
+    @field_validator("resource_types", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -1,5 +1,5 @@
 """The audit trail: append-only, hash-chained, never document content."""
 
-from collabgate.audit.port import AuditEvent, AuditEventType, AuditRecord, AuditStore
+from collabgate.audit.port import AuditEvent, AuditEventType, AuditRecord, AuditSink, AuditStore
 
-__all__ = ["AuditEvent", "AuditEventType", "AuditRecord", "AuditStore"]
+__all__ = ["AuditEvent", "AuditEventType", "AuditRecord", "AuditSink", "AuditStore"]

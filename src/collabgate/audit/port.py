@@ -30,7 +30,9 @@ class AuditEvent:
     user_id: str | None = None
     resource_id: str | None = None
     connection_id: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)  # metadata only: sizes, revisions, reasons
+    details: dict[str, Any] = field(
+        default_factory=dict
+    )  # metadata only: sizes, revisions, reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +59,9 @@ class AuditStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class AuditSink(Protocol):
+    """Where the gateway hands events: must not block and must not lose them."""
+
+    def record(self, event: AuditEvent) -> None: ...

@@ -44,7 +44,9 @@ class MemoryLockStore:
             return None
         return self._store(_replace_expiry(lock, now_ms + ttl_ms))
 
-    async def release(self, resource_id: str, target: str, user_id: str, now_ms: int) -> Lock | None:
+    async def release(
+        self, resource_id: str, target: str, user_id: str, now_ms: int
+    ) -> Lock | None:
         lock = self._live(resource_id, now_ms).get(target)
         if lock is None or lock.holder_user_id != user_id:
             return None
@@ -83,7 +85,9 @@ class MemoryLockStore:
 
     def _store(self, lock: Lock) -> Lock:
         self._locks.setdefault(lock.resource_id, {})[lock.target] = lock
-        heapq.heappush(self._expiry_heap, (lock.expires_at, lock.resource_id, lock.target, lock.lock_id))
+        heapq.heappush(
+            self._expiry_heap, (lock.expires_at, lock.resource_id, lock.target, lock.lock_id)
+        )
         return lock
 
     def _drop(self, lock: Lock) -> None:

@@ -55,7 +55,9 @@ class LockStore(Protocol):
         """Push the expiry of a lock ``user_id`` holds; None when they hold none."""
         ...
 
-    async def release(self, resource_id: str, target: str, user_id: str, now_ms: int) -> Lock | None:
+    async def release(
+        self, resource_id: str, target: str, user_id: str, now_ms: int
+    ) -> Lock | None:
         """Release a lock ``user_id`` holds; None when they hold none."""
         ...
 

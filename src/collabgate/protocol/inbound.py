@@ -102,7 +102,14 @@ Request = (
 
 #: Requests that name a resource (everything but HEARTBEAT).
 ResourceRequest = (
-    JoinResource | LeaveResource | YUpdate | Sync | LockAcquire | LockExtend | LockRelease | Awareness
+    JoinResource
+    | LeaveResource
+    | YUpdate
+    | Sync
+    | LockAcquire
+    | LockExtend
+    | LockRelease
+    | Awareness
 )
 
 
@@ -205,7 +212,9 @@ def _parse_join(data: dict[str, Any], ref: str | None) -> Request:
     if mode not in ("editor", "viewer"):
         raise InvalidMode("mode must be 'editor' or 'viewer'")
     resource_type = data.get("resourceType")
-    if resource_type is not None and (not isinstance(resource_type, str) or len(resource_type) > 64):
+    if resource_type is not None and (
+        not isinstance(resource_type, str) or len(resource_type) > 64
+    ):
         raise InvalidPayload("resourceType must be a string of at most 64 characters")
     return JoinResource(ref, resource_id, mode, resource_type)
 

@@ -103,7 +103,12 @@ def y_update(resource_id: str, update: bytes, revision: int, user_id: str) -> Fr
 
 def sync_reply(ref: str | None, resource_id: str, update: bytes, revision: int) -> Frame:
     return _with_ref(
-        {"type": "SYNC_REPLY", "resourceId": resource_id, "update": b64(update), "revision": revision},
+        {
+            "type": "SYNC_REPLY",
+            "resourceId": resource_id,
+            "update": b64(update),
+            "revision": revision,
+        },
         ref,
     )
 
@@ -154,7 +159,12 @@ def lock_denied(
 
 def lock_extended(ref: str | None, resource_id: str, target: str, expires_at: int) -> Frame:
     return _with_ref(
-        {"type": "LOCK_EXTENDED", "resourceId": resource_id, "target": target, "expiresAt": expires_at},
+        {
+            "type": "LOCK_EXTENDED",
+            "resourceId": resource_id,
+            "target": target,
+            "expiresAt": expires_at,
+        },
         ref,
     )
 
@@ -163,7 +173,9 @@ def lock_released(ref: str | None, resource_id: str, target: str) -> Frame:
     return _with_ref({"type": "LOCK_RELEASED", "resourceId": resource_id, "target": target}, ref)
 
 
-def lock_status_locked(resource_id: str, target: str, holder_user_id: str, expires_at: int) -> Frame:
+def lock_status_locked(
+    resource_id: str, target: str, holder_user_id: str, expires_at: int
+) -> Frame:
     return {
         "type": "LOCK_STATUS_CHANGED",
         "resourceId": resource_id,

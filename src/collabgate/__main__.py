@@ -1,0 +1,5 @@
+import sys
+
+from collabgate.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""`collabgate` — the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from collabgate.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except SettingsError as exc:
+        print(f"collabgate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collabgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="run the gateway (configured by COLLABGATE_* variables)"
+    )
+    serve.set_defaults(func=_serve)
+
+    dev = commands.add_parser(
+        "dev", help="run the gateway with a development key pair and print a token"
+    )
+    dev.add_argument("--sub", default="dev-user", help="user id of the printed token")
+    dev.add_argument("--role", default="surgeon", help="role of the printed token")
+    dev.set_defaults(func=_dev)
+
+    token = commands.add_parser("token", help="mint a token signed with the development key")
+    token.add_argument("--sub", required=True, help="user id (the `sub` claim)")
+    token.add_argument(
+        "--role", default="nurse", help="admin, surgeon, anesthesiologist, nurse, viewer, guest"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--name", default=None, help="display name")
+    token.set_defaults(func=_token)
+
+    audit = commands.add_parser("audit", help="audit trail tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain; exit 1 if it is broken"
+    )
+    verify.set_defaults(func=_audit_verify)
+    return parser
+
+
+def _serve(_: argparse.Namespace) -> int:
+    return _run_server(load_settings())
+
+
+def _run_server(settings: Settings) -> int:
+    from collabgate.http.app import create_app
+    from collabgate.http.server import serve
+    from collabgate.ops.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    serve(create_app(settings), settings)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from collabgate.auth.devkeys import ensure_dev_keys, mint_token
+
+    settings = load_settings(dev_keys=True)
+    keys = ensure_dev_keys(settings.dev_keys_dir)
+    token = mint_token(keys, sub=args.sub, role=args.role, ttl_seconds=8 * 3600, name=args.sub)
+    url = f"ws://{settings.host}:{settings.port}/ws"
+    print(
+        f"""
+collabgate is starting on http://{settings.host}:{settings.port} (embedded adapters, data in {settings.data_dir}/)
+
+  development token ({args.role} {args.sub}, valid 8 h):
+    {token}
+
+  connect and join a resource:
+    .venv/bin/python -m collabgate.client {url} --token {token} --resource patient:demo-1
+
+  more tokens:  .venv/bin/collabgate token --sub alice --role nurse
+  health:       curl http://{settings.host}:{settings.port}/ready
+""",
+        flush=True,
+    )
+    return _run_server(settings)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from collabgate.auth.devkeys import ensure_dev_keys, mint_token
+
+    settings = load_settings(dev_keys=True)
+    keys = ensure_dev_keys(settings.dev_keys_dir)
+    print(mint_token(keys, sub=args.sub, role=args.role, ttl_seconds=args.ttl, name=args.name))
+    return 0
+
+
+def _audit_verify(_: argparse.Namespace) -> int:
+    from collabgate.audit.verify import verify_database
+
+    report = asyncio.run(verify_database(load_settings()))
+    for problem in report.problems:
+        print(f"audit: {problem}", file=sys.stderr)
+    status = "intact" if report.ok else "BROKEN"
+    print(f"audit trail {status}: {report.records_checked} records checked")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

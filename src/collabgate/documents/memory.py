@@ -1,0 +1,29 @@
+"""Documents kept in process memory: for tests of the core and throwaway demos, not durable."""
+
+from __future__ import annotations
+
+from collabgate.documents.port import StoredDocument
+
+
+class MemoryDocumentStore:
+    def __init__(self) -> None:
+        self._documents: dict[str, StoredDocument] = {}
+
+    async def load(self, resource_id: str) -> StoredDocument:
+        stored = self._documents.get(resource_id, StoredDocument())
+        return StoredDocument(stored.snapshot, stored.snapshot_revision, list(stored.updates))
+
+    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+        stored = self._documents.get(resource_id, StoredDocument())
+        if revision <= stored.revision:
+            raise ValueError(f"revision {revision} of {resource_id} is already stored")
+        stored.updates.append(update)
+        self._documents[resource_id] = stored
+
+    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        stored = self._documents.get(resource_id, StoredDocument())
+        later = stored.updates[revision - stored.snapshot_revision :]
+        self._documents[resource_id] = StoredDocument(snapshot, revision, later)
+
+    async def close(self) -> None:
+        return None

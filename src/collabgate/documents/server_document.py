@@ -1,0 +1,60 @@
+"""The server's copy of one resource's Y.js document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycrdt import Doc
+
+from collabgate.documents.port import StoredDocument
+from collabgate.errors import InvalidPayload
+
+
+class ServerDocument:
+    """A pycrdt document with a revision counter.
+
+    Whole updates are applied in one call into yrs; nothing here drives the CRDT operation by
+    operation from Python, and no observers are registered (pycrdt 0.14 leaks around observers).
+    """
+
+    __slots__ = ("_doc", "resource_id", "revision", "updates_since_snapshot")
+
+    def __init__(self, resource_id: str, stored: StoredDocument) -> None:
+        self.resource_id = resource_id
+        self._doc: Doc[Any] = Doc()
+        if stored.snapshot is not None:
+            self._doc.apply_update(stored.snapshot)
+        for update in stored.updates:
+            self._doc.apply_update(update)
+        self.revision = stored.revision
+        self.updates_since_snapshot = len(stored.updates)
+
+    def apply(self, update: bytes) -> int:
+        """Apply a Y.js v1 update; return the new revision. Bad bytes raise ``InvalidPayload``."""
+        try:
+            self._doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidPayload(f"update is not a valid Y.js update: {exc}") from None
+        self.revision += 1
+        self.updates_since_snapshot += 1
+        return self.revision
+
+    def apply_remote(self, update: bytes) -> None:
+        """Apply an update another instance already validated and stored."""
+        try:
+            self._doc.apply_update(update)
+        except ValueError:
+            return
+
+    def full_state(self) -> bytes:
+        return self._doc.get_update()
+
+    def missing_from(self, state_vector: bytes) -> bytes:
+        """The update a client with ``state_vector`` lacks."""
+        try:
+            return self._doc.get_update(state_vector)
+        except ValueError as exc:
+            raise InvalidPayload(f"stateVector is not a valid Y.js state vector: {exc}") from None
+
+    def state_vector(self) -> bytes:
+        return self._doc.get_state()

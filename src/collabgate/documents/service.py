@@ -1,0 +1,118 @@
+"""Loads, updates, persists and compacts the documents of the resources in use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from collabgate.documents.port import DocumentStore
+from collabgate.documents.server_document import ServerDocument
+
+log = structlog.get_logger(__name__)
+
+
+class DocumentService:
+    """One :class:`ServerDocument` per resource in use, backed by a :class:`DocumentStore`.
+
+    ``persist`` returns once an update is durable; callers acknowledge only then. A document
+    is compacted into a snapshot in the background once ``compaction_threshold`` updates pile up.
+    """
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        compaction_threshold: int,
+        on_compaction_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._threshold = compaction_threshold
+        self._documents: dict[str, ServerDocument] = {}
+        self._loading: dict[str, asyncio.Future[ServerDocument]] = {}
+        self._last_used: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._on_compaction_error = on_compaction_error
+
+    @property
+    def loaded(self) -> int:
+        return len(self._documents)
+
+    def loaded_document(self, resource_id: str) -> ServerDocument | None:
+        return self._documents.get(resource_id)
+
+    async def get(self, resource_id: str) -> ServerDocument:
+        """The document, loaded from the store once even when many ask at the same time."""
+        self._last_used[resource_id] = time.monotonic()
+        document = self._documents.get(resource_id)
+        if document is not None:
+            return document
+        pending = self._loading.get(resource_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ServerDocument] = asyncio.get_running_loop().create_future()
+        self._loading[resource_id] = future
+        try:
+            stored = await self._store.load(resource_id)
+            document = ServerDocument(resource_id, stored)
+            self._documents[resource_id] = document
+            future.set_result(document)
+            return document
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._loading[resource_id]
+
+    def apply(self, document: ServerDocument, update: bytes) -> int:
+        """Apply ``update`` in memory and return its revision; :meth:`persist` makes it durable."""
+        revision = document.apply(update)
+        self._last_used[document.resource_id] = time.monotonic()
+        return revision
+
+    async def persist(self, document: ServerDocument, revision: int, update: bytes) -> None:
+        """Store ``update`` as ``revision``; returns once it is durable."""
+        await self._store.append(document.resource_id, revision, update)
+        if document.updates_since_snapshot >= self._threshold:
+            self._compact_in_background(document)
+
+    def _compact_in_background(self, document: ServerDocument) -> None:
+        revision = document.revision
+        snapshot = document.full_state()
+        document.updates_since_snapshot = 0
+        task = asyncio.get_running_loop().create_task(
+            self._compact(document.resource_id, revision, snapshot)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        try:
+            await self._store.compact(resource_id, revision, snapshot)
+        except (
+            Exception
+        ) as exc:  # the update log still holds everything; retry at the next threshold
+            log.warning("compaction_failed", resource_id=resource_id, error=str(exc))
+            if self._on_compaction_error is not None:
+                self._on_compaction_error(exc)
+
+    def unload_idle(self, idle_seconds: float, in_use: Callable[[str], bool]) -> int:
+        """Drop documents nobody has touched for ``idle_seconds`` and no connection has joined."""
+        cutoff = time.monotonic() - idle_seconds
+        idle = [
+            rid
+            for rid, used in self._last_used.items()
+            if used < cutoff and not in_use(rid) and rid in self._documents
+        ]
+        for resource_id in idle:
+            del self._documents[resource_id]
+            del self._last_used[resource_id]
+        return len(idle)
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._store.close()

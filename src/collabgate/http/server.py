@@ -1,0 +1,57 @@
+"""Run the app under uvicorn, with a drain step between SIGTERM and the socket shutdown."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from starlette.applications import Starlette
+
+from collabgate.settings import Settings
+from collabgate.wiring import Runtime
+
+#: WebSocket frames above this are refused by the server itself; frames between
+#: ``max_frame_bytes`` and this get a WS_3004 error that names the limit.
+HARD_FRAME_LIMIT_FACTOR = 4
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT: stop accepting, send SERVER_SHUTDOWN, let clients go, then exit."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self._settings = settings
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        app: Starlette = self.config.loaded_app  # type: ignore[attr-defined]
+        runtime: Runtime | None = getattr(_innermost(app).state, "runtime", None)
+        if runtime is not None:
+            await runtime.drain()
+            await runtime.gateway.wait_all_closed(self._settings.shutdown_timeout_seconds)
+        await super().shutdown(sockets)
+
+
+def _innermost(app: object) -> Starlette:
+    while not isinstance(app, Starlette):
+        app = app.app  # type: ignore[attr-defined]
+    return app
+
+
+def serve(app: Starlette, settings: Settings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        ws_max_size=settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR,
+        ws_ping_interval=None,  # the protocol has its own HEARTBEAT
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
+    DrainingServer(config, settings).run()

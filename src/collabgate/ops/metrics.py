@@ -1,0 +1,141 @@
+"""Prometheus metrics. Label values come from small fixed sets: never a user or resource id."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from collabgate.errors import ALL_ERRORS
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SIZE_BUCKETS = (64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576)
+INBOUND_TYPES = (
+    "HEARTBEAT",
+    "JOIN_RESOURCE",
+    "LEAVE_RESOURCE",
+    "Y_UPDATE",
+    "SYNC",
+    "LOCK_ACQUIRE",
+    "LOCK_EXTEND",
+    "LOCK_RELEASE",
+    "AWARENESS",
+    "INVALID",
+)
+DEPENDENCIES = ("documents", "audit", "locks", "presence", "bus")
+
+
+class Metrics:
+    """Every metric of one gateway instance, in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        # The eight names fixed by the seed.
+        self.connections = Gauge(
+            "websocket_connections_total", "Open WebSocket connections.", registry=r
+        )
+        self.messages_sent = Counter(
+            "websocket_messages_sent_total", "Frames sent to clients.", registry=r
+        )
+        self.messages_received = Counter(
+            "websocket_messages_received_total",
+            "Frames received from clients.",
+            ["type"],
+            registry=r,
+        )
+        self.lock_acquisitions = Counter(
+            "lock_acquisitions_total", "Lock acquire requests by result.", ["result"], registry=r
+        )
+        self.lock_acquisition_duration = Histogram(
+            "lock_acquisition_duration_seconds",
+            "Time to decide a lock acquire.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_operation_duration = Histogram(
+            "redis_operation_duration_seconds",
+            "Redis calls by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rabbitmq_publish = Counter(
+            "rabbitmq_publish_total", "Room events published to RabbitMQ.", ["result"], registry=r
+        )
+        self.audit_logs_written = Counter(
+            "audit_logs_written_total", "Audit events durably stored.", registry=r
+        )
+        # What dashboards and alerts need besides.
+        self.message_duration = Histogram(
+            "collabgate_message_handling_seconds",
+            "Time from receiving a frame to its reply being queued.",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "collabgate_errors_total",
+            "ERROR frames sent, by protocol error code.",
+            ["code"],
+            registry=r,
+        )
+        self.connections_opened = Counter(
+            "collabgate_connections_opened_total", "Connections accepted.", registry=r
+        )
+        self.connections_closed = Counter(
+            "collabgate_connections_closed_total",
+            "Connections closed, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "collabgate_connections_rejected_total",
+            "Connections refused at the handshake, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.update_bytes = Histogram(
+            "collabgate_yjs_update_bytes",
+            "Size of accepted Y.js updates.",
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "collabgate_dependency_up",
+            "1 when a dependency answers, 0 when not.",
+            ["dependency"],
+            registry=r,
+        )
+        self.audit_buffer = Gauge(
+            "collabgate_audit_buffer_events", "Audit events waiting to be stored.", registry=r
+        )
+        self.documents_loaded = Gauge(
+            "collabgate_documents_loaded", "Documents held in memory.", registry=r
+        )
+        self.resources_active = Gauge(
+            "collabgate_resources_active",
+            "Resources with at least one local connection.",
+            registry=r,
+        )
+        self.room_users = Gauge(
+            "collabgate_room_users",
+            "Connected users by resource type.",
+            ["resource_type"],
+            registry=r,
+        )
+        self.up = Gauge(
+            "collabgate_up", "1 while the instance serves, 0 while it drains.", registry=r
+        )
+
+        for kind in INBOUND_TYPES:
+            self.messages_received.labels(kind)
+            self.message_duration.labels(kind)
+        for error in ALL_ERRORS:
+            self.errors.labels(error.code)
+        for result in ("granted", "denied"):
+            self.lock_acquisitions.labels(result)
+        for dependency in DEPENDENCIES:
+            self.dependency_up.labels(dependency).set(1)
+        self.up.set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
