@@ -1,0 +1,96 @@
+"""Start and stop real gateway processes for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collabgate.auth.devkeys import DevKeys, ensure_dev_keys, mint_token
+
+_LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
+
+
+@dataclass
+class GatewayProcess:
+    """One `collabgate serve` child process, with its log lines collected as they arrive."""
+
+    data_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[str] | None = None
+    lines: list[str] = field(default_factory=list)
+    _started: threading.Event = field(default_factory=threading.Event)
+    _exited: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def keys(self) -> DevKeys:
+        return ensure_dev_keys(self.data_dir / "dev-keys")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def token(self, sub: str, role: str = "nurse", ttl: int = 3600, **claims: object) -> str:
+        return mint_token(self.keys, sub=sub, role=role, ttl_seconds=ttl, name=sub, extra_claims=claims or None)
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        self.keys  # noqa: B018 - generate the key pair before the server reads it
+        env = {
+            **os.environ,
+            "COLLABGATE_HOST": "127.0.0.1",
+            "COLLABGATE_PORT": str(self.port),
+            "COLLABGATE_DATA_DIR": str(self.data_dir),
+            "COLLABGATE_DEV_KEYS": "true",
+            **self.env,
+        }
+        self._started.clear()
+        self._exited.clear()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "collabgate", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+        if not self._started.wait(timeout) or self._exited.is_set():
+            self.kill()
+            raise RuntimeError("gateway did not start:\n" + "\n".join(self.lines[-40:]))
+        return self
+
+    def _collect(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match:
+                self.port = int(match.group(2))
+                self._started.set()
+        self._exited.set()
+        self._started.set()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing gets flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def logs_containing(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
