@@ -101,9 +101,9 @@ class Runtime:
             "bus": {"up": True, "adapter": "in-process"},
             "auth": {"up": self.verifier.jwks_healthy, "adapter": "jwt"},
         }
-        for name, status in dependencies.items():
-            if name in ("documents", "audit", "locks", "presence", "bus"):
-                self.metrics.dependency_up.labels(name).set(1 if status["up"] else 0)
+        self.metrics.set_dependency("sqlite", self.database.healthy)
+        if self.settings.jwt_jwks_url:
+            self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
         if self.gateway.draining:
             overall = "draining"
         elif all(status["up"] for status in dependencies.values()):

@@ -20,7 +20,8 @@ INBOUND_TYPES = (
     "AWARENESS",
     "INVALID",
 )
-DEPENDENCIES = ("documents", "audit", "locks", "presence", "bus")
+#: Backing services, as the `dependency` label of collabgate_dependency_up and _failures_total.
+DEPENDENCIES = ("sqlite", "redis", "rabbitmq", "postgres", "jwks")
 
 
 class Metrics:
@@ -105,6 +106,12 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+        self.dependency_failures = Counter(
+            "collabgate_dependency_failures_total",
+            "Failed calls to a dependency (connection refused, timeout, error reply).",
+            ["dependency"],
+            registry=r,
+        )
         self.audit_buffer = Gauge(
             "collabgate_audit_buffer_events", "Audit events waiting to be stored.", registry=r
         )
@@ -134,8 +141,11 @@ class Metrics:
         for result in ("granted", "denied"):
             self.lock_acquisitions.labels(result)
         for dependency in DEPENDENCIES:
-            self.dependency_up.labels(dependency).set(1)
+            self.dependency_failures.labels(dependency)
         self.up.set(1)
+
+    def set_dependency(self, dependency: str, up: bool) -> None:
+        self.dependency_up.labels(dependency).set(1 if up else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
