@@ -59,6 +59,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.database.open()
+        await self.verifier.warm_up()
         await self.audit.start()
         await self.gateway.start()
         log.info(
@@ -82,6 +83,7 @@ class Runtime:
         await self.documents.close()
         await self.audit.close()
         await self.database.close()
+        await self.verifier.aclose()
         log.info("gateway_stopped", instance=self.settings.instance_name)
 
     def refresh_gauges(self) -> None:
