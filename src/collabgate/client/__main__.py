@@ -1,0 +1,5 @@
+import sys
+
+from collabgate.client.cli import main
+
+sys.exit(main())
