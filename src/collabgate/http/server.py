@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 
 import uvicorn
@@ -25,7 +26,7 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        app: Starlette = self.config.loaded_app  # type: ignore[attr-defined]
+        app: Starlette = self.config.loaded_app
         runtime: Runtime | None = getattr(_innermost(app).state, "runtime", None)
         if runtime is not None:
             await runtime.drain()
@@ -46,12 +47,12 @@ def serve(app: Starlette, settings: Settings) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR,
         ws_ping_interval=None,  # the protocol has its own HEARTBEAT
         lifespan="on",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
     DrainingServer(config, settings).run()

@@ -59,6 +59,7 @@ def configure_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     logging.getLogger("uvicorn.access").disabled = True
+    logging.captureWarnings(True)
 
 
 class _StdlibJsonFormatter(logging.Formatter):
