@@ -11,19 +11,25 @@ class MemoryDocumentStore:
 
     async def load(self, resource_id: str) -> StoredDocument:
         stored = self._documents.get(resource_id, StoredDocument())
-        return StoredDocument(stored.snapshot, stored.snapshot_revision, list(stored.updates))
+        return StoredDocument(
+            stored.snapshot, stored.snapshot_revision, list(stored.updates), stored.last_revision
+        )
 
     async def append(self, resource_id: str, revision: int, update: bytes) -> None:
         stored = self._documents.get(resource_id, StoredDocument())
         if revision <= stored.revision:
             raise ValueError(f"revision {revision} of {resource_id} is already stored")
-        stored.updates.append(update)
-        self._documents[resource_id] = stored
+        self._documents[resource_id] = StoredDocument(
+            stored.snapshot, stored.snapshot_revision, [*stored.updates, update], revision
+        )
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         stored = self._documents.get(resource_id, StoredDocument())
-        later = stored.updates[revision - stored.snapshot_revision :]
-        self._documents[resource_id] = StoredDocument(snapshot, revision, later)
+        covered = revision - stored.snapshot_revision
+        later = stored.updates[covered:] if covered <= len(stored.updates) else []
+        self._documents[resource_id] = StoredDocument(
+            snapshot, revision, later, max(revision, stored.last_revision)
+        )
 
     async def close(self) -> None:
         return None

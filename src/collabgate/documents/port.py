@@ -13,10 +13,13 @@ class StoredDocument:
     snapshot: bytes | None = None  # a Y.js update encoding the whole document at snapshot_revision
     snapshot_revision: int = 0
     updates: list[bytes] = field(default_factory=list)  # updates after the snapshot, in order
+    #: The highest revision stored. Revisions may have gaps (an append that failed is not
+    #: retried under the same number), so this is not always snapshot_revision + len(updates).
+    last_revision: int = 0
 
     @property
     def revision(self) -> int:
-        return self.snapshot_revision + len(self.updates)
+        return max(self.last_revision, self.snapshot_revision + len(self.updates))
 
 
 class DocumentStore(Protocol):

@@ -1,0 +1,427 @@
+"""One SQLite file for the embedded adapters: a single writer thread with group commit.
+
+Why this shape:
+
+* SQLite admits one writer at a time. Rather than letting connections fight over the write lock,
+  ONE connection owned by ONE thread performs every write. Coroutines queue an operation (a plain
+  function of a connection) and await a future.
+* Group commit. With ``synchronous=FULL`` every commit costs an fsync (milliseconds). Whenever the
+  writer is free it takes everything queued (up to ``max_batch``), runs it in ONE transaction,
+  commits once and only then resolves every caller's future. N concurrent writes share one fsync
+  and a lone write starts at once: there is no timer to wait for.
+* Each operation runs inside its own SAVEPOINT, so a logical failure (a duplicate revision) fails
+  that caller only. When BEGIN or COMMIT fails, or SQLite aborts the transaction, every caller of
+  the batch gets the exception: nothing is reported durable that is not.
+* WAL with ``synchronous=FULL``: the WAL is fsynced at each commit, so a write whose future has
+  resolved survives ``kill -9`` and power loss.
+* Reads use a second, ``query_only`` connection on its own thread. In WAL mode it sees the last
+  commit without blocking the writer, so loading a large document or scanning the audit trail never
+  delays an acknowledgement. Read-your-writes holds because a write resolves after its commit. Each
+  read runs in one read transaction, so a multi-statement read sees a single consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+_State = Literal["new", "open", "closing", "closed"]
+#: ``(True, value)`` or ``(False, exception)`` for one queued write.
+_Outcome = tuple[bool, Any]
+
+
+class DatabaseClosedError(RuntimeError):
+    """The database is not open: never opened, closing, or closed."""
+
+
+class DatabaseOpenError(RuntimeError):
+    """The database file could not be opened or prepared; the message names the file."""
+
+
+class TransactionAbortedError(sqlite3.OperationalError):
+    """SQLite rolled the whole batch back on its own (I/O error, disk full, busy)."""
+
+
+@dataclass(slots=True)
+class _Write:
+    operation: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; the writer issues BEGIN/COMMIT itself.
+    connection = sqlite3.connect(path, isolation_level=None, cached_statements=256)
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return connection
+
+
+def _prepare_writer(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    connection = _connect(path, busy_timeout_ms)
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise DatabaseOpenError(f"SQLite database {path} cannot use WAL (mode {mode!r})")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _apply_schemas(connection: sqlite3.Connection, schemas: Sequence[Sequence[str]]) -> None:
+    """Create every registered table, index and trigger in one transaction (idempotent DDL)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statements in schemas:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the creation of the database file itself durable (its directory entry)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform / filesystem: SQLite's own syncs still apply
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _settle_futures(items: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+    """Runs on the event loop: hand every caller of a batch its result or exception."""
+    for future, (ok, value) in items:
+        if future.done():  # the caller was cancelled; the write still happened (or not)
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _WriterThread(threading.Thread):
+    """Owns the write connection; runs queued writes in batches, one transaction per batch."""
+
+    def __init__(self, path: Path, max_batch: int, busy_timeout_ms: int) -> None:
+        super().__init__(name="collabgate-sqlite-writer", daemon=True)
+        self.path = path
+        self.max_batch = max_batch
+        self.busy_timeout_ms = busy_timeout_ms
+        self.queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.schemas: list[tuple[str, ...]] = []
+        self.commits = 0
+        self.failed_batches = 0
+        self.healthy = True
+        self._connection: sqlite3.Connection | None = None
+
+    # --- thread body -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._connection = _prepare_writer(self.path, self.busy_timeout_ms)
+            _apply_schemas(self._connection, self.schemas)
+            self.commits += 1
+            _fsync_directory(self.path.parent)
+        except BaseException as exc:
+            if self._connection is not None:
+                self._connection.close()
+            self.ready.set_exception(exc)
+            return
+        self.ready.set_result(None)
+        try:
+            self._serve()
+        finally:
+            self.healthy = False
+            self._connection.close()
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        """Should the thread ever stop early, queued callers get an error instead of hanging."""
+        leftovers: list[_Write] = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                leftovers.append(item)
+        if leftovers:
+            error = DatabaseClosedError(f"SQLite writer for {self.path} stopped")
+            self._settle(leftovers, [(False, error)] * len(leftovers))
+
+    def _serve(self) -> None:
+        while True:
+            batch, stop = self._take_batch()
+            if batch:
+                self._run_batch(batch)
+            if stop:
+                return
+
+    def _take_batch(self) -> tuple[list[_Write], bool]:
+        """Block for the first write, then take whatever else is already queued."""
+        first = self.queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run_batch(self, batch: list[_Write]) -> None:
+        try:
+            outcomes = self._transaction(batch)
+        except Exception as exc:  # nothing of this batch is durable: tell every caller
+            self._rollback()
+            self.failed_batches += 1
+            self.healthy = False
+            log.error("sqlite_batch_failed", writes=len(batch), error=repr(exc))
+            outcomes = [(False, exc)] * len(batch)
+        else:
+            self.commits += 1
+            self.healthy = True
+        self._settle(batch, outcomes)
+
+    def _transaction(self, batch: list[_Write]) -> list[_Outcome]:
+        connection = self._require_connection()
+        connection.execute("BEGIN IMMEDIATE")
+        outcomes = [self._run_one(connection, write.operation) for write in batch]
+        connection.execute("COMMIT")
+        return outcomes
+
+    @staticmethod
+    def _run_one(
+        connection: sqlite3.Connection, operation: Callable[[sqlite3.Connection], Any]
+    ) -> _Outcome:
+        """One write inside a savepoint: its failure undoes it alone, unless SQLite aborted all."""
+        connection.execute("SAVEPOINT write_op")
+        try:
+            value = operation(connection)
+        except Exception as exc:
+            if not connection.in_transaction:
+                raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
+            connection.execute("ROLLBACK TO write_op")
+            connection.execute("RELEASE write_op")
+            return (False, exc)
+        connection.execute("RELEASE write_op")
+        if not connection.in_transaction:
+            raise TransactionAbortedError("a write operation ended the batch transaction")
+        return (True, value)
+
+    def _rollback(self) -> None:
+        connection = self._require_connection()
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("sqlite_rollback_failed", error=repr(exc))
+
+    def _settle(self, batch: list[_Write], outcomes: list[_Outcome]) -> None:
+        """Resolve the futures with one wake-up per event loop, not one per write."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+        for write, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(write.future.get_loop(), []).append((write.future, outcome))
+        for loop, items in by_loop.items():
+            # RuntimeError: that loop is closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_futures, items)
+
+    def _require_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise DatabaseClosedError(f"SQLite database {self.path} is not open")
+        return self._connection
+
+
+class SqliteDatabase:
+    """The SQLite file shared by :class:`SqliteDocumentStore` and :class:`SqliteAuditStore`.
+
+    Adapters register their DDL with :meth:`add_schema` (normally before :meth:`open`, which
+    creates everything in one transaction). :meth:`write` runs a function of the connection in
+    the writer thread, group-committed with whatever else is queued, and returns once it is
+    durable. :meth:`read` runs a function on the read connection in one read transaction.
+
+    Operations must not COMMIT or ROLLBACK themselves. Cancelling a caller does not withdraw a
+    write it has queued. The database can be opened again after :meth:`close`.
+    """
+
+    def __init__(
+        self, path: Path | str, *, max_batch: int = 2048, busy_timeout_ms: int = 5000
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._path = Path(path)
+        self._max_batch = max_batch
+        self._busy_timeout_ms = busy_timeout_ms
+        self._schemas: list[tuple[str, ...]] = []
+        self._state: _State = "new"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: _WriterThread | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_connection: sqlite3.Connection | None = None
+        self._commits_before = 0  # commits of earlier open/close cycles
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == "open"
+
+    @property
+    def healthy(self) -> bool:
+        """Open, and the last batch committed (a failed commit marks it down until one works)."""
+        return self._state == "open" and self._writer is not None and self._writer.healthy
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by the writer since this object was created (incl. schema)."""
+        current = self._writer.commits if self._writer is not None else 0
+        return self._commits_before + current
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def add_schema(self, statements: Sequence[str]) -> None:
+        """Register idempotent DDL (``CREATE ... IF NOT EXISTS``), one statement per item.
+
+        Applied by :meth:`open`. When the database is already open it is queued as a write, so
+        it runs before any write the registering adapter makes afterwards.
+        """
+        schema = tuple(statements)
+        self._schemas.append(schema)
+        if self._state == "open" and self._loop is not None:
+            future = self._enqueue(partial(_apply_ddl, schema), self._loop)
+            future.add_done_callback(_log_schema_failure)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open both connections, switch to WAL and create the registered schema."""
+        if self._state == "open":
+            return
+        if self._state == "closing":
+            raise DatabaseClosedError(f"SQLite database {self._path} is still closing")
+        self._loop = asyncio.get_running_loop()
+        writer = _WriterThread(self._path, self._max_batch, self._busy_timeout_ms)
+        writer.schemas = list(self._schemas)
+        writer.start()
+        try:
+            await asyncio.wrap_future(writer.ready)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseOpenError(f"cannot open SQLite database {self._path}: {exc}") from exc
+        reader = concurrent.futures.ThreadPoolExecutor(1, "collabgate-sqlite-reader")
+        try:
+            self._reader_connection = await self._loop.run_in_executor(
+                reader, _connect_reader, self._path, self._busy_timeout_ms
+            )
+        except BaseException:
+            writer.queue.put(None)
+            await asyncio.to_thread(writer.join)
+            reader.shutdown(wait=False)
+            raise
+        self._writer, self._reader, self._state = writer, reader, "open"
+
+    async def close(self) -> None:
+        """Commit every write queued so far, then close both connections."""
+        if self._state != "open":
+            return
+        writer, reader = self._require_open()
+        self._state = "closing"
+        writer.queue.put(None)  # after every queued write: the writer drains, then stops
+        await asyncio.to_thread(writer.join)
+        connection = self._reader_connection
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(reader, connection.close)
+        await asyncio.to_thread(reader.shutdown)
+        self._commits_before += writer.commits
+        self._writer, self._reader, self._reader_connection = None, None, None
+        self._state = "closed"
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in the writer thread; return its result once committed.
+
+        The write is queued synchronously, before this coroutine first suspends, so writes are
+        committed in the order their coroutines started.
+        """
+        future: asyncio.Future[T] = self._enqueue(operation, asyncio.get_running_loop())
+        return await future
+
+    async def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` on the read connection inside one read transaction."""
+        reader = self._require_open()[1]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(reader, self._read_in_snapshot, operation)
+
+    def _enqueue(
+        self, operation: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[T]:
+        writer = self._require_open()[0]
+        future: asyncio.Future[T] = loop.create_future()
+        writer.queue.put(_Write(operation, future))
+        return future
+
+    def _read_in_snapshot(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._reader_connection
+        if connection is None:
+            raise DatabaseClosedError(f"SQLite database {self._path} is not open")
+        connection.execute("BEGIN")
+        try:
+            return operation(connection)
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+
+    def _require_open(self) -> tuple[_WriterThread, concurrent.futures.ThreadPoolExecutor]:
+        if self._state != "open" or self._writer is None or self._reader is None:
+            raise DatabaseClosedError(f"SQLite database {self._path} is not open")
+        return self._writer, self._reader
+
+
+def _connect_reader(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    connection = _connect(path, busy_timeout_ms)
+    connection.execute("PRAGMA query_only = ON")
+    return connection
+
+
+def _apply_ddl(statements: Sequence[str], connection: sqlite3.Connection) -> None:
+    for statement in statements:
+        connection.execute(statement)
+
+
+def _log_schema_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("sqlite_schema_failed", error=repr(future.exception()))

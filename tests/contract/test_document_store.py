@@ -1,0 +1,251 @@
+"""The DocumentStore contract: every adapter passes this same suite.
+
+The tests see only the port plus a small backend harness (open, close, commit count). To run the
+suite against another adapter (PostgreSQL), add a backend class and its name to ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from pycrdt import Doc, Text
+
+from collabgate.documents.port import DocumentStore, StoredDocument
+from collabgate.documents.sqlite import SqliteDocumentStore
+from collabgate.storage.sqlite import SqliteDatabase
+
+RESOURCE = "patient:42"
+
+
+class DocumentBackend(Protocol):
+    async def open(self) -> DocumentStore:
+        """A store on this backend's data (again after :meth:`close`: same data)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def commits(self) -> int:
+        """Durable commits made so far (one per fsync'd transaction)."""
+        ...
+
+
+class SqliteBackend:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "collabgate.sqlite3"
+        self.database: SqliteDatabase | None = None
+        self.store: SqliteDocumentStore | None = None
+
+    async def open(self) -> DocumentStore:
+        self.database = SqliteDatabase(self.path, max_batch=2048)
+        self.store = SqliteDocumentStore(self.database)
+        await self.database.open()
+        return self.store
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+        if self.database is not None:
+            await self.database.close()
+
+    def commits(self) -> int:
+        assert self.database is not None
+        return self.database.commits
+
+
+BACKENDS: dict[str, Callable[[Path], DocumentBackend]] = {"sqlite": SqliteBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def document_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[DocumentBackend]:
+    backend = BACKENDS[request.param](tmp_path)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def document_store(document_backend: DocumentBackend) -> DocumentStore:
+    return await document_backend.open()
+
+
+def edits(count: int) -> tuple[list[bytes], str]:
+    """``count`` Y.js updates typing into one text, and the final text."""
+    doc: Doc[Any] = Doc()
+    text = doc.get("body", type=Text)
+    updates = []
+    for n in range(count):
+        state = doc.get_state()
+        text.insert(len(text) // 2, f"<{n}>")
+        updates.append(doc.get_update(state))
+    return updates, str(text)
+
+
+def snapshot_of(updates: list[bytes]) -> bytes:
+    doc: Doc[Any] = Doc()
+    for update in updates:
+        doc.apply_update(update)
+    return doc.get_update()
+
+
+def text_of(stored: StoredDocument) -> str:
+    doc: Doc[Any] = Doc()
+    if stored.snapshot is not None:
+        doc.apply_update(stored.snapshot)
+    for update in stored.updates:
+        doc.apply_update(update)
+    return str(doc.get("body", type=Text))
+
+
+async def append_all(store: DocumentStore, updates: list[bytes], first: int = 1) -> None:
+    for revision, update in enumerate(updates, start=first):
+        await store.append(RESOURCE, revision, update)
+
+
+async def test_a_resource_never_written_loads_empty(document_store: DocumentStore) -> None:
+    stored = await document_store.load("patient:never")
+    assert stored.snapshot is None
+    assert stored.updates == []
+    assert stored.revision == 0
+
+
+async def test_updates_load_in_revision_order(document_store: DocumentStore) -> None:
+    updates = [f"update-{n}".encode() for n in range(1, 6)]
+    await append_all(document_store, updates)
+    await document_store.append("patient:other", 1, b"elsewhere")
+    stored = await document_store.load(RESOURCE)
+    assert stored.snapshot is None
+    assert stored.updates == updates
+    assert stored.revision == 5
+    assert (await document_store.load("patient:other")).updates == [b"elsewhere"]
+
+
+async def test_a_gap_in_revisions_does_not_make_the_next_one_collide(
+    document_store: DocumentStore,
+) -> None:
+    # Revision 3's append failed (say the disk was full) and is not retried under that number.
+    await document_store.append(RESOURCE, 1, b"one")
+    await document_store.append(RESOURCE, 2, b"two")
+    await document_store.append(RESOURCE, 4, b"four")
+    stored = await document_store.load(RESOURCE)
+    assert stored.revision == 4
+    await document_store.append(RESOURCE, stored.revision + 1, b"five")
+    assert (await document_store.load(RESOURCE)).updates == [b"one", b"two", b"four", b"five"]
+
+
+async def test_compaction_keeps_later_updates_and_the_same_document(
+    document_store: DocumentStore,
+) -> None:
+    updates, final_text = edits(30)
+    await append_all(document_store, updates)
+    await document_store.compact(RESOURCE, 20, snapshot_of(updates[:20]))
+
+    stored = await document_store.load(RESOURCE)
+    assert stored.snapshot_revision == 20
+    assert stored.updates == updates[20:]
+    assert stored.revision == 30
+    assert text_of(stored) == final_text
+
+
+async def test_updates_after_a_compaction_and_a_second_compaction(
+    document_store: DocumentStore,
+) -> None:
+    updates, final_text = edits(12)
+    await append_all(document_store, updates[:6])
+    await document_store.compact(RESOURCE, 6, snapshot_of(updates[:6]))
+    await append_all(document_store, updates[6:], first=7)
+    await document_store.compact(RESOURCE, 10, snapshot_of(updates[:10]))
+    stored = await document_store.load(RESOURCE)
+    assert (stored.snapshot_revision, stored.updates) == (10, updates[10:])
+    assert text_of(stored) == final_text
+
+
+async def test_an_older_snapshot_never_replaces_a_newer_one(document_store: DocumentStore) -> None:
+    updates, final_text = edits(10)
+    await append_all(document_store, updates)
+    await document_store.compact(RESOURCE, 8, snapshot_of(updates[:8]))
+    await document_store.compact(RESOURCE, 5, snapshot_of(updates[:5]))  # finished late
+    stored = await document_store.load(RESOURCE)
+    assert stored.snapshot_revision == 8
+    assert text_of(stored) == final_text
+
+
+async def test_a_duplicate_revision_is_refused_and_nothing_is_overwritten(
+    document_store: DocumentStore,
+) -> None:
+    await document_store.append(RESOURCE, 1, b"first")
+    with pytest.raises(ValueError, match=f"revision 1 of {RESOURCE} is already stored"):
+        await document_store.append(RESOURCE, 1, b"second")
+    assert (await document_store.load(RESOURCE)).updates == [b"first"]
+
+
+async def test_a_revision_covered_by_the_snapshot_is_refused(document_store: DocumentStore) -> None:
+    updates, _ = edits(4)
+    await append_all(document_store, updates)
+    await document_store.compact(RESOURCE, 3, snapshot_of(updates[:3]))
+    with pytest.raises(ValueError, match=r"revision 2 of .* is already stored"):
+        await document_store.append(RESOURCE, 2, updates[1])
+
+
+async def test_a_refused_append_does_not_fail_the_appends_committed_with_it(
+    document_store: DocumentStore,
+) -> None:
+    await document_store.append(RESOURCE, 1, b"one")
+    results = await asyncio.gather(
+        *(
+            document_store.append(RESOURCE, revision, b"u%d" % revision)
+            for revision in range(1, 41)
+        ),
+        return_exceptions=True,
+    )
+    failures = [result for result in results if isinstance(result, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(results[0], ValueError)
+    stored = await document_store.load(RESOURCE)
+    assert stored.updates == [b"one", *(b"u%d" % revision for revision in range(2, 41))]
+
+
+async def test_data_survives_close_and_reopen(document_backend: DocumentBackend) -> None:
+    store = await document_backend.open()
+    updates, final_text = edits(10)
+    await append_all(store, updates)
+    await store.compact(RESOURCE, 4, snapshot_of(updates[:4]))
+    await document_backend.close()
+
+    reopened = await document_backend.open()
+    stored = await reopened.load(RESOURCE)
+    assert (stored.snapshot_revision, stored.updates) == (4, updates[4:])
+    assert text_of(stored) == final_text
+
+
+async def test_200_concurrent_appends_are_all_stored(document_store: DocumentStore) -> None:
+    updates = [b"update-%d" % revision for revision in range(1, 201)]
+    await asyncio.gather(
+        *(
+            document_store.append(RESOURCE, revision, update)
+            for revision, update in enumerate(updates, start=1)
+        )
+    )
+    stored = await document_store.load(RESOURCE)
+    assert stored.updates == updates
+
+
+async def test_concurrent_appends_share_commits(document_backend: DocumentBackend) -> None:
+    store = await document_backend.open()
+    before = document_backend.commits()
+    await asyncio.gather(
+        *(store.append(f"patient:{revision % 7}", revision, b"u") for revision in range(1, 201))
+    )
+    used = document_backend.commits() - before
+    assert 1 <= used <= 10, f"200 concurrent appends took {used} commits"
+
+
+async def test_a_lone_append_is_committed_on_its_own(document_backend: DocumentBackend) -> None:
+    store = await document_backend.open()
+    before = document_backend.commits()
+    await asyncio.wait_for(store.append(RESOURCE, 1, b"alone"), timeout=5)
+    assert document_backend.commits() - before == 1

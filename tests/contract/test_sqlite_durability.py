@@ -1,0 +1,179 @@
+"""Durability and failure semantics of the SQLite writer (group commit).
+
+An append the SQLite store has acknowledged survives ``kill -9`` of the process: a child process appends updates (16 concurrent at a time, so they are group-committed) and prints
+each revision once ``append`` has returned. The test kills it with SIGKILL mid-stream, then checks
+that every printed revision is in the database. Synchronisation is the child's stdout, no sleeps.
+(Power loss is covered by ``synchronous=FULL``, which kill -9 alone cannot demonstrate.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collabgate.storage.sqlite import DatabaseClosedError, SqliteDatabase
+
+CHILD = """
+import asyncio, sys
+from collabgate.documents.sqlite import SqliteDocumentStore
+from collabgate.storage.sqlite import SqliteDatabase
+
+async def main(path: str) -> None:
+    database = SqliteDatabase(path)
+    store = SqliteDocumentStore(database)
+    await database.open()
+    print("ready", flush=True)
+
+    async def append(revision: int) -> None:
+        await store.append("patient:1", revision, b"update-%d" % revision)
+        sys.stdout.write(f"{revision}\\n")
+        sys.stdout.flush()
+
+    revision = 0
+    while True:
+        await asyncio.gather(*(append(revision + n) for n in range(1, 17)))
+        revision += 16
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def stored_revisions(path: Path) -> set[int]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT revision, data FROM document_updates WHERE resource_id = 'patient:1'"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert all(data == b"update-%d" % revision for revision, data in rows)
+    return {revision for revision, _ in rows}
+
+
+@pytest.mark.parametrize("kill_after", [1, 97, 500])
+def test_acknowledged_appends_survive_sigkill(tmp_path: Path, kill_after: int) -> None:
+    path = tmp_path / "durable.sqlite3"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        acknowledged = [int(child.stdout.readline()) for _ in range(kill_after)]
+        child.send_signal(signal.SIGKILL)
+        # Whatever the child printed before it died was acknowledged too.
+        acknowledged += [int(line) for line in child.stdout.read().split()]
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    stored = stored_revisions(path)
+    missing = sorted(set(acknowledged) - stored)
+    assert not missing, f"acknowledged but lost after kill -9: {missing[:20]}"
+    assert len(acknowledged) >= kill_after
+
+
+# --- batch failure semantics ----------------------------------------------------------------------
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS child (id INTEGER PRIMARY KEY, parent_id INTEGER"
+    " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = SqliteDatabase(tmp_path / "writer.sqlite3")
+    database.add_schema(SCHEMA)
+    await database.open()
+    yield database
+    await database.close()
+
+
+def insert_parent(parent_id: int) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
+    return lambda connection: connection.execute("INSERT INTO parent VALUES (?)", (parent_id,))
+
+
+def count_parents(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT count(*) FROM parent").fetchone()[0])
+
+
+async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
+    """Queue ``writes`` while the writer is held, so that they are committed as one batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_: sqlite3.Connection) -> None:
+        started.set()
+        release.wait()
+
+    held = asyncio.ensure_future(database.write(hold))
+    await asyncio.to_thread(started.wait)
+    pending: list[Awaitable[Any]] = [asyncio.ensure_future(database.write(w)) for w in writes]
+    await asyncio.sleep(0)  # let every write queue itself behind the held batch
+    release.set()
+    await held
+    return await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def test_a_failed_commit_fails_every_caller_of_the_batch(database: SqliteDatabase) -> None:
+    def orphan(connection: sqlite3.Connection) -> None:  # violates a deferred FK at COMMIT
+        connection.execute("INSERT INTO child VALUES (1, 99)")
+
+    commits = database.commits
+    results = await in_one_batch(database, insert_parent(1), orphan, insert_parent(2))
+    assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
+    assert database.commits == commits + 1  # only the held batch
+    assert not database.healthy
+    assert await database.read(count_parents) == 0  # rolled back: nothing half-stored
+
+    await database.write(insert_parent(3))
+    assert database.healthy
+    assert await database.read(count_parents) == 1
+
+
+async def test_a_transaction_sqlite_aborted_fails_the_whole_batch(database: SqliteDatabase) -> None:
+    def aborting(connection: sqlite3.Connection) -> None:
+        connection.execute("ROLLBACK")  # what SQLite does itself on some I/O errors
+
+    results = await in_one_batch(database, insert_parent(1), aborting, insert_parent(2))
+    assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
+    assert await database.read(count_parents) == 0
+
+
+async def test_one_failing_write_fails_alone(database: SqliteDatabase) -> None:
+    def broken(_: sqlite3.Connection) -> None:
+        raise ValueError("bad input")
+
+    results = await in_one_batch(database, insert_parent(1), broken, insert_parent(2))
+    assert isinstance(results[1], ValueError)
+    assert [type(result) for result in (results[0], results[2])] == [sqlite3.Cursor] * 2
+    assert await database.read(count_parents) == 2
+    assert database.healthy
+
+
+async def test_close_commits_every_queued_write(tmp_path: Path) -> None:
+    database = SqliteDatabase(tmp_path / "drain.sqlite3")
+    database.add_schema(SCHEMA)
+    await database.open()
+    writes = [asyncio.ensure_future(database.write(insert_parent(n))) for n in range(500)]
+    await asyncio.sleep(0)  # every write is queued (none awaited yet)
+    await database.close()
+    await asyncio.gather(*writes)
+    with pytest.raises(DatabaseClosedError):
+        await database.write(insert_parent(1000))
+
+    await database.open()
+    assert await database.read(count_parents) == 500
+    await database.close()
