@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -33,8 +32,9 @@ from pycrdt import Doc, Text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collabgate.client import CollabClient, LockGrant  # noqa: E402
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
+
+from collabgate.client import CollabClient, LockGrant  # noqa: E402
 
 
 @dataclass
@@ -66,7 +66,12 @@ class Editor:
 
 
 async def run_worker(
-    url: str, tokens: dict[str, str], rooms: list[list[str]], seconds: float, warmup: float, lock_every: float
+    url: str,
+    tokens: dict[str, str],
+    rooms: list[list[str]],
+    seconds: float,
+    warmup: float,
+    lock_every: float,
 ) -> WorkerResult:
     result = WorkerResult()
     sent_at: dict[bytes, float] = {}
@@ -125,7 +130,9 @@ async def run_worker(
 
     async def measure_lock(client: CollabClient, editor: Editor) -> None:
         started = time.perf_counter()
-        reply = await client.acquire_lock(editor.resource_id, target=f"field-{editor.user}", ttl_ms=5000)
+        reply = await client.acquire_lock(
+            editor.resource_id, target=f"field-{editor.user}", ttl_ms=5000
+        )
         if measuring:
             result.lock_ms.append((time.perf_counter() - started) * 1000)
         if isinstance(reply, LockGrant):
@@ -142,7 +149,9 @@ async def run_worker(
     return result
 
 
-def worker_main(args: tuple[str, dict[str, str], list[list[str]], float, float, float]) -> WorkerResult:
+def worker_main(
+    args: tuple[str, dict[str, str], list[list[str]], float, float, float],
+) -> WorkerResult:
     import uvloop
 
     return uvloop.run(run_worker(*args))
@@ -156,7 +165,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_step(
-    gateway: GatewayProcess, users: int, room_size: int, seconds: float, workers: int, lock_every: float
+    gateway: GatewayProcess,
+    users: int,
+    room_size: int,
+    seconds: float,
+    workers: int,
+    lock_every: float,
 ) -> dict[str, Any]:
     names = [f"u{i}" for i in range(users)]
     tokens = {name: gateway.token(name, "nurse", ttl=3600) for name in names}
@@ -167,7 +181,8 @@ def run_step(
     cpu_before = gw.cpu_times()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         async_result = pool.map_async(
-            worker_main, [(gateway.ws_url, tokens, share, seconds, 3.0, lock_every) for share in shares]
+            worker_main,
+            [(gateway.ws_url, tokens, share, seconds, 3.0, lock_every) for share in shares],
         )
         rss_peak = rss_before
         while not async_result.ready():
@@ -193,7 +208,9 @@ def run_step(
         "ack_p99_ms": round(percentile(merged.ack_ms, 99), 1),
         "lock_p99_ms": round(percentile(merged.lock_ms, 99), 1),
         "gateway_rss_mb": round(rss_peak / 2**20),
-        "rss_per_connection_kb": round((rss_peak - rss_before) / max(1, merged.connected) / 1024, 1),
+        "rss_per_connection_kb": round(
+            (rss_peak - rss_before) / max(1, merged.connected) / 1024, 1
+        ),
         "gateway_cpu_pct": round(100 * cpu_seconds / (seconds + 3.0 + users / 1000), 0),
     }
 
@@ -212,12 +229,16 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", default="500,1000,2000,3000,4000,5000,6000")
     parser.add_argument("--room-size", type=int, default=5)
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1, help="load-generator processes")
-    parser.add_argument("--lock-every", type=float, default=30.0, help="seconds between lock acquires per user")
+    parser.add_argument(
+        "--lock-every", type=float, default=30.0, help="seconds between lock acquires per user"
+    )
     parser.add_argument("--p99-limit-ms", type=float, default=100.0)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -235,7 +256,9 @@ def main() -> None:
         ).start()
         try:
             for users in [int(s) for s in args.steps.split(",")]:
-                row = run_step(gateway, users, args.room_size, args.step_seconds, args.workers, args.lock_every)
+                row = run_step(
+                    gateway, users, args.room_size, args.step_seconds, args.workers, args.lock_every
+                )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if row["fanout_p99_ms"] > args.p99_limit_ms or row["connect_failures"]:

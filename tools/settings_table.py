@@ -1,6 +1,6 @@
 """Print the README's configuration table from the Settings model (one source of truth).
 
-    .venv/bin/python tools/settings_table.py > /tmp/table.md
+.venv/bin/python tools/settings_table.py > /tmp/table.md
 """
 
 from __future__ import annotations

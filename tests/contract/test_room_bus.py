@@ -399,7 +399,8 @@ def publish_results(metrics: Metrics, result: str) -> float:
 async def close_from_client_side(bus: RabbitMqBus) -> None:
     """Close both AMQP connections underneath aio-pika's robust wrappers, as a restart would."""
     for connection in (bus._publisher, bus._consumer):
-        assert connection is not None and connection.transport is not None
+        assert connection is not None
+        assert connection.transport is not None
         await connection.transport.close(ConnectionError("simulated broker restart"))
 
 

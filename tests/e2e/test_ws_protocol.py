@@ -32,7 +32,9 @@ async def expect_error(client: CollabClient, frame: dict[str, Any], code: str) -
 
 
 # --------------------------------------------------------------------------- handshake
-async def test_connected_is_the_first_frame_with_header_or_query_token(gateway: GatewayProcess) -> None:
+async def test_connected_is_the_first_frame_with_header_or_query_token(
+    gateway: GatewayProcess,
+) -> None:
     token = gateway.token("hdr", "surgeon")
     async with await raw_socket(gateway.ws_url, token) as ws:
         frame = await next_frame(ws)
@@ -65,14 +67,19 @@ async def test_rejected_tokens_get_an_error_and_close_4401(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert (frame["type"], frame["code"]) == ("ERROR", code)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
-    assert any(code in row["details"] for row in await poll_audit(gateway, "CONNECTION_REJECTED", code))
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401
+    assert any(
+        code in row["details"] for row in await poll_audit(gateway, "CONNECTION_REJECTED", code)
+    )
 
 
 async def poll_audit(gateway: GatewayProcess, event_type: str, contains: str = "") -> list[Any]:
     deadline = time.monotonic() + 10
     while True:
-        rows = [r for r in audit_rows(gateway.data_dir, event_type) if contains in (r["details"] or "")]
+        rows = [
+            r for r in audit_rows(gateway.data_dir, event_type) if contains in (r["details"] or "")
+        ]
         if rows or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.05)
@@ -89,7 +96,8 @@ async def test_per_user_connection_cap(gateway: GatewayProcess) -> None:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await extra.recv()
         assert frame["code"] == "WS_1001"
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1013
     finally:
         for ws in sockets:
             await ws.close()
@@ -104,18 +112,26 @@ async def test_join_edit_relay_ack_and_sync(connect: Any) -> None:
     joined = await alice.wait_for(lambda e: e["type"] == "USER_JOINED")
     assert joined["user"]["userId"] == "bob"
 
-    revision = await alice.edit("patient:e2e-1", lambda doc: doc.get("content", type=Text).insert(0, "BP 120/80"))
+    revision = await alice.edit(
+        "patient:e2e-1", lambda doc: doc.get("content", type=Text).insert(0, "BP 120/80")
+    )
     assert revision == 1
     relayed = await bob.wait_for(lambda e: e["type"] == "Y_UPDATE")
     assert (relayed["userId"], relayed["revision"]) == ("alice", 1)
     assert str(bob.text("patient:e2e-1")) == "BP 120/80"
 
     stale = Doc()
-    reply = await bob.request({"type": "SYNC", "resourceId": "patient:e2e-1", "stateVector": b64(stale.get_state())})
+    reply = await bob.request(
+        {"type": "SYNC", "resourceId": "patient:e2e-1", "stateVector": b64(stale.get_state())}
+    )
     stale.apply_update(base64.b64decode(reply["update"]))
     assert str(stale.get("content", type=Text)) == "BP 120/80"
     up_to_date = await bob.request(
-        {"type": "SYNC", "resourceId": "patient:e2e-1", "stateVector": b64(bob.document("patient:e2e-1").get_state())}
+        {
+            "type": "SYNC",
+            "resourceId": "patient:e2e-1",
+            "stateVector": b64(bob.document("patient:e2e-1").get_state()),
+        }
     )
     assert len(base64.b64decode(up_to_date["update"])) <= 2
 
@@ -164,8 +180,16 @@ async def test_locks_grant_deny_extend_release_and_fencing(connect: Any) -> None
     assert denial.holder_user_id == "alice5"
     expires = await alice.extend_lock("surgery:e2e-6/report:op", target="findings", ttl_ms=120_000)
     assert expires > grant.expires_at
-    await expect_error(bob, {"type": "LOCK_RELEASE", "resourceId": "surgery:e2e-6/report:op", "target": "findings"}, "WS_4013")
-    await expect_error(bob, {"type": "LOCK_EXTEND", "resourceId": "surgery:e2e-6/report:op", "target": "findings"}, "WS_4013")
+    await expect_error(
+        bob,
+        {"type": "LOCK_RELEASE", "resourceId": "surgery:e2e-6/report:op", "target": "findings"},
+        "WS_4013",
+    )
+    await expect_error(
+        bob,
+        {"type": "LOCK_EXTEND", "resourceId": "surgery:e2e-6/report:op", "target": "findings"},
+        "WS_4013",
+    )
     await alice.release_lock("surgery:e2e-6/report:op", target="findings")
     released = await bob.wait_for(lambda e: e["type"] == "LOCK_STATUS_CHANGED" and not e["locked"])
     assert released["reason"] == "released"
@@ -192,7 +216,8 @@ async def test_holder_disconnect_releases_locks_after_grace(connect: Any) -> Non
     await alice.acquire_lock("patient:e2e-8")
     await alice.close()
     released = await bob.wait_for(
-        lambda e: e["type"] == "LOCK_STATUS_CHANGED" and e.get("reason") == "holder_disconnected", timeout=10
+        lambda e: e["type"] == "LOCK_STATUS_CHANGED" and e.get("reason") == "holder_disconnected",
+        timeout=10,
     )
     assert released["target"] == "*"
 
@@ -210,11 +235,17 @@ async def test_whole_resource_lock_refuses_other_editors(connect: Any) -> None:
 # --------------------------------------------------------------------------- rules and errors
 async def test_viewer_and_guest_restrictions(connect: Any) -> None:
     viewer, guest = await connect("vic9", "viewer"), await connect("gus9", "guest")
-    await expect_error(viewer, {"type": "JOIN_RESOURCE", "resourceId": "patient:e2e-10", "mode": "editor"}, "WS_2004")
+    await expect_error(
+        viewer,
+        {"type": "JOIN_RESOURCE", "resourceId": "patient:e2e-10", "mode": "editor"},
+        "WS_2004",
+    )
     await expect_error(guest, {"type": "JOIN_RESOURCE", "resourceId": "patient:e2e-10"}, "WS_2004")
     await guest.join("patient:e2e-10", mode="viewer")
     update = b64(Doc().get_update())
-    await expect_error(guest, {"type": "Y_UPDATE", "resourceId": "patient:e2e-10", "update": update}, "WS_2004")
+    await expect_error(
+        guest, {"type": "Y_UPDATE", "resourceId": "patient:e2e-10", "update": update}, "WS_2004"
+    )
     await expect_error(guest, {"type": "LOCK_ACQUIRE", "resourceId": "patient:e2e-10"}, "WS_2004")
 
 
@@ -230,7 +261,9 @@ async def test_viewer_and_guest_restrictions(connect: Any) -> None:
         ({"type": "Y_UPDATE", "resourceId": "patient:x", "update": "AA=="}, "WS_4007"),
     ],
 )
-async def test_bad_requests_get_the_error_that_names_them(connect: Any, frame: dict[str, Any], code: str) -> None:
+async def test_bad_requests_get_the_error_that_names_them(
+    connect: Any, frame: dict[str, Any], code: str
+) -> None:
     client = await connect("errs")
     error = await expect_error(client, frame, code)
     assert error.message
@@ -255,8 +288,14 @@ async def test_join_twice_room_full_and_invalid_update(connect: Any) -> None:
     await expect_error(first, {"type": "JOIN_RESOURCE", "resourceId": "chart:full"}, "WS_4006")
     for user in ("r2", "r3"):
         await (await connect(user)).join("chart:full")
-    await expect_error(await connect("r4"), {"type": "JOIN_RESOURCE", "resourceId": "chart:full"}, "WS_4001")
-    await expect_error(first, {"type": "Y_UPDATE", "resourceId": "chart:full", "update": b64(b"\x09\xff")}, "WS_3001")
+    await expect_error(
+        await connect("r4"), {"type": "JOIN_RESOURCE", "resourceId": "chart:full"}, "WS_4001"
+    )
+    await expect_error(
+        first,
+        {"type": "Y_UPDATE", "resourceId": "chart:full", "update": b64(b"\x09\xff")},
+        "WS_3001",
+    )
 
 
 async def test_heartbeat(connect: Any) -> None:
@@ -293,18 +332,24 @@ async def test_health_ready_and_metrics(gateway: GatewayProcess, connect: Any) -
     assert "patient:metrics" not in metrics  # no resource ids as labels
 
 
-async def test_logs_are_ndjson_without_tokens_or_content(gateway: GatewayProcess, connect: Any) -> None:
+async def test_logs_are_ndjson_without_tokens_or_content(
+    gateway: GatewayProcess, connect: Any
+) -> None:
     token = gateway.token("logger")
     client = CollabClient(gateway.ws_url, token, reconnect=False)
     await client.connect()
     await client.join("patient:logs")
-    await client.edit("patient:logs", lambda doc: doc.get("content", type=Text).insert(0, "SECRET-DIAGNOSIS"))
+    await client.edit(
+        "patient:logs", lambda doc: doc.get("content", type=Text).insert(0, "SECRET-DIAGNOSIS")
+    )
     await client.close()
-    deadline = time.monotonic() + 10
-    while not gateway.logs_containing("connection_closed") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await asyncio.to_thread(gateway.wait_for_log, '"user_id":"logger"', 10)
+    await asyncio.to_thread(gateway.wait_for_log, '"event":"connection_closed"', 10)
     json_lines = [orjson.loads(line) for line in gateway.lines if line.startswith("{")]
-    assert any(entry.get("event") == "connection_opened" and entry.get("connection_id") for entry in json_lines)
+    assert any(
+        entry.get("event") == "connection_opened" and entry.get("connection_id")
+        for entry in json_lines
+    )
     everything = "\n".join(gateway.lines)
     assert token not in everything
     assert "SECRET-DIAGNOSIS" not in everything

@@ -28,6 +28,7 @@ class GatewayProcess:
     lines: list[str] = field(default_factory=list)
     _started: threading.Event = field(default_factory=threading.Event)
     _exited: threading.Event = field(default_factory=threading.Event)
+    _new_line: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def keys(self) -> DevKeys:
@@ -42,7 +43,9 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def token(self, sub: str, role: str = "nurse", ttl: int = 3600, **claims: object) -> str:
-        return mint_token(self.keys, sub=sub, role=role, ttl_seconds=ttl, name=sub, extra_claims=claims or None)
+        return mint_token(
+            self.keys, sub=sub, role=role, ttl_seconds=ttl, name=sub, extra_claims=claims or None
+        )
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self.keys  # noqa: B018 - generate the key pair before the server reads it
@@ -70,9 +73,12 @@ class GatewayProcess:
         return self
 
     def _collect(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+            with self._new_line:
+                self.lines.append(line.rstrip("\n"))
+                self._new_line.notify_all()
             match = _LISTENING.search(line)
             if match:
                 self.port = int(match.group(2))
@@ -94,3 +100,11 @@ class GatewayProcess:
 
     def logs_containing(self, text: str) -> list[str]:
         return [line for line in self.lines if text in line]
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Block until a log line containing ``text`` arrives (or was already there)."""
+        with self._new_line:
+            found = self._new_line.wait_for(lambda: self.logs_containing(text), timeout)
+        if not found:
+            raise TimeoutError(f"no log line containing {text!r} within {timeout} s")
+        return found[0]

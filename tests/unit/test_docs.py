@@ -27,4 +27,5 @@ def test_readme_configuration_table_matches_the_settings() -> None:
 def test_protocol_doc_lists_every_error_code() -> None:
     protocol = (ROOT / "docs" / "protocol.md").read_text()
     for error in ALL_ERRORS:
-        assert error.code in protocol and error.type in protocol, error.code
+        assert error.code in protocol
+        assert error.type in protocol

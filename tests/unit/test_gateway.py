@@ -73,7 +73,9 @@ class Harness:
         return read(connection)
 
     async def join(self, connection: Connection, mode: str = "editor") -> dict[str, Any]:
-        (reply,) = await self.send(connection, type="JOIN_RESOURCE", resourceId=RESOURCE, mode=mode, ref="j")
+        (reply,) = await self.send(
+            connection, type="JOIN_RESOURCE", resourceId=RESOURCE, mode=mode, ref="j"
+        )
         return reply
 
 
@@ -114,7 +116,13 @@ async def test_join_returns_state_and_announces_the_user(h: Harness) -> None:
     assert [u["userId"] for u in bob_state["users"]] == ["alice", "bob"]
     (joined,) = read(alice)
     assert joined["type"] == "USER_JOINED"
-    assert joined["user"] == {"userId": "bob", "role": "surgeon", "mode": "editor", "joinedAt": h.clock.ms, "name": "Bob"}
+    assert joined["user"] == {
+        "userId": "bob",
+        "role": "surgeon",
+        "mode": "editor",
+        "joinedAt": h.clock.ms,
+        "name": "Bob",
+    }
     assert AuditEventType.RESOURCE_JOINED in h.audit.types()
 
 
@@ -128,7 +136,9 @@ async def test_second_connection_of_a_user_is_not_announced_twice(h: Harness) ->
     await h.send(bob, type="LEAVE_RESOURCE", resourceId=RESOURCE)
     assert read(alice) == []
     await h.send(bob_tab, type="LEAVE_RESOURCE", resourceId=RESOURCE)
-    assert read(alice) == [{"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "bob", "reason": "left"}]
+    assert read(alice) == [
+        {"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "bob", "reason": "left"}
+    ]
 
 
 async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harness) -> None:
@@ -140,7 +150,13 @@ async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harnes
     (ack,) = await h.send(alice, type="Y_UPDATE", resourceId=RESOURCE, update=b64(update), ref="u1")
     assert ack == {"type": "Y_UPDATE_ACK", "resourceId": RESOURCE, "revision": 1, "ref": "u1"}
     (relayed,) = read(bob)
-    assert relayed == {"type": "Y_UPDATE", "resourceId": RESOURCE, "update": b64(update), "revision": 1, "userId": "alice"}
+    assert relayed == {
+        "type": "Y_UPDATE",
+        "resourceId": RESOURCE,
+        "update": b64(update),
+        "revision": 1,
+        "userId": "alice",
+    }
     assert (await h.store.load(RESOURCE)).updates == [update]
     audited = [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
     assert audited[0].details == {"revision": 1, "bytes": len(update)}
@@ -150,7 +166,9 @@ async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harnes
 async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> None:
     alice = h.connect("alice")
     await h.join(alice)
-    (error,) = await h.send(alice, type="Y_UPDATE", resourceId=RESOURCE, update=b64(b"\x05\xff\xff"), ref="bad")
+    (error,) = await h.send(
+        alice, type="Y_UPDATE", resourceId=RESOURCE, update=b64(b"\x05\xff\xff"), ref="bad"
+    )
     assert (error["code"], error["ref"]) == ("WS_3001", "bad")
     assert "Y.js update" in error["message"]
     assert (await h.store.load(RESOURCE)).updates == []
@@ -166,7 +184,9 @@ async def test_sync_returns_only_what_the_client_lacks(h: Harness) -> None:
     other.apply_update(first)
     second = text_update(other, "two")
     await h.send(alice, type="Y_UPDATE", resourceId=RESOURCE, update=b64(second))
-    (reply,) = await h.send(alice, type="SYNC", resourceId=RESOURCE, stateVector=b64(client.get_state()), ref="s")
+    (reply,) = await h.send(
+        alice, type="SYNC", resourceId=RESOURCE, stateVector=b64(client.get_state()), ref="s"
+    )
     assert reply["type"] == "SYNC_REPLY"
     assert reply["revision"] == 2
     missing = base64.b64decode(reply["update"])
@@ -213,7 +233,9 @@ async def test_lock_lifecycle_with_fencing_tokens(h: Harness) -> None:
     await h.join(alice)
     await h.join(bob)
     read(alice)
-    (granted,) = await h.send(alice, type="LOCK_ACQUIRE", resourceId=RESOURCE, target="allergies", ttlMs=10_000)
+    (granted,) = await h.send(
+        alice, type="LOCK_ACQUIRE", resourceId=RESOURCE, target="allergies", ttlMs=10_000
+    )
     assert granted["type"] == "LOCK_ACQUIRED"
     assert granted["expiresAt"] == h.clock.ms + 10_000
     (status,) = read(bob)
@@ -227,7 +249,9 @@ async def test_lock_lifecycle_with_fencing_tokens(h: Harness) -> None:
     (other_field,) = await h.send(bob, type="LOCK_ACQUIRE", resourceId=RESOURCE, target="vitals")
     assert other_field["type"] == "LOCK_ACQUIRED"
     read(alice)
-    (extended,) = await h.send(alice, type="LOCK_EXTEND", resourceId=RESOURCE, target="allergies", ttlMs=20_000)
+    (extended,) = await h.send(
+        alice, type="LOCK_EXTEND", resourceId=RESOURCE, target="allergies", ttlMs=20_000
+    )
     assert extended["expiresAt"] == h.clock.ms + 20_000
     (not_held,) = await h.send(bob, type="LOCK_RELEASE", resourceId=RESOURCE, target="allergies")
     assert not_held["code"] == "WS_4013"
@@ -275,7 +299,9 @@ async def test_a_disconnected_holder_loses_locks_after_the_grace_period(h: Harne
     read(bob)
     await h.gateway.close(alice, "disconnected")
     left = read(bob)
-    assert left == [{"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "alice", "reason": "disconnected"}]
+    assert left == [
+        {"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "alice", "reason": "disconnected"}
+    ]
     await bob.outbox.wait()
     (unlocked,) = read(bob)
     assert (unlocked["reason"], unlocked["target"]) == ("holder_disconnected", "notes")
@@ -287,7 +313,9 @@ async def test_awareness_goes_to_others_and_is_size_limited(h: Harness) -> None:
     await h.join(viewer, mode="viewer")
     read(alice)
     assert await h.send(viewer, type="AWARENESS", resourceId=RESOURCE, state={"cursor": 4}) == []
-    assert read(alice) == [{"type": "AWARENESS", "resourceId": RESOURCE, "userId": "vic", "state": {"cursor": 4}}]
+    assert read(alice) == [
+        {"type": "AWARENESS", "resourceId": RESOURCE, "userId": "vic", "state": {"cursor": 4}}
+    ]
     (error,) = await h.send(alice, type="AWARENESS", resourceId=RESOURCE, state={"x": "y" * 5000})
     assert error["code"] == "WS_3001"
 
@@ -349,7 +377,9 @@ async def test_silent_connections_time_out() -> None:
     assert error["code"] == "WS_1002"
     assert bob.close_request is not None
     assert bob.close_request.code == 4408
-    assert read(alice) == [{"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "bob", "reason": "timeout"}]
+    assert read(alice) == [
+        {"type": "USER_LEFT", "resourceId": RESOURCE, "userId": "bob", "reason": "timeout"}
+    ]
 
 
 async def test_drain_tells_every_client_to_reconnect(h: Harness) -> None:

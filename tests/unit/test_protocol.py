@@ -72,18 +72,54 @@ def test_every_message_type_parses(payload: dict[str, object], expected: inbound
         (frame(type=7), errors.InvalidPayload, "type"),
         (frame(type="DANCE"), errors.UnknownMessageType, "DANCE"),
         (frame(type="JOIN_RESOURCE"), errors.MissingRequiredField, "resourceId"),
-        (frame(type="JOIN_RESOURCE", resourceId="patient:1", mode="owner"), errors.InvalidMode, "mode"),
+        (
+            frame(type="JOIN_RESOURCE", resourceId="patient:1", mode="owner"),
+            errors.InvalidMode,
+            "mode",
+        ),
         (frame(type="JOIN_RESOURCE", resourceId="no-colon"), errors.InvalidPayload, "resourceId"),
-        (frame(type="JOIN_RESOURCE", resourceId="patient:has space"), errors.InvalidPayload, "resourceId"),
-        (frame(type="JOIN_RESOURCE", resourceId="patient:" + "x" * 300), errors.InvalidPayload, "256"),
+        (
+            frame(type="JOIN_RESOURCE", resourceId="patient:has space"),
+            errors.InvalidPayload,
+            "resourceId",
+        ),
+        (
+            frame(type="JOIN_RESOURCE", resourceId="patient:" + "x" * 300),
+            errors.InvalidPayload,
+            "256",
+        ),
         (frame(type="Y_UPDATE", resourceId="patient:1"), errors.MissingRequiredField, "update"),
-        (frame(type="Y_UPDATE", resourceId="patient:1", update="***"), errors.InvalidPayload, "base64"),
+        (
+            frame(type="Y_UPDATE", resourceId="patient:1", update="***"),
+            errors.InvalidPayload,
+            "base64",
+        ),
         (frame(type="Y_UPDATE", resourceId="patient:1", update=""), errors.InvalidPayload, "empty"),
-        (frame(type="SYNC", resourceId="patient:1", stateVector=3), errors.InvalidPayload, "stateVector"),
-        (frame(type="LOCK_ACQUIRE", resourceId="patient:1", ttlMs=-5), errors.InvalidPayload, "ttlMs"),
-        (frame(type="LOCK_ACQUIRE", resourceId="patient:1", ttlMs=True), errors.InvalidPayload, "ttlMs"),
-        (frame(type="LOCK_ACQUIRE", resourceId="patient:1", target="a b"), errors.InvalidPayload, "target"),
-        (frame(type="AWARENESS", resourceId="patient:1", state=[1]), errors.InvalidPayload, "state"),
+        (
+            frame(type="SYNC", resourceId="patient:1", stateVector=3),
+            errors.InvalidPayload,
+            "stateVector",
+        ),
+        (
+            frame(type="LOCK_ACQUIRE", resourceId="patient:1", ttlMs=-5),
+            errors.InvalidPayload,
+            "ttlMs",
+        ),
+        (
+            frame(type="LOCK_ACQUIRE", resourceId="patient:1", ttlMs=True),
+            errors.InvalidPayload,
+            "ttlMs",
+        ),
+        (
+            frame(type="LOCK_ACQUIRE", resourceId="patient:1", target="a b"),
+            errors.InvalidPayload,
+            "target",
+        ),
+        (
+            frame(type="AWARENESS", resourceId="patient:1", state=[1]),
+            errors.InvalidPayload,
+            "state",
+        ),
         (frame(type="HEARTBEAT", ref="x" * 65), errors.InvalidPayload, "ref"),
     ],
 )
@@ -119,7 +155,18 @@ def test_valid_resource_ids(resource_id: str) -> None:
 
 @pytest.mark.parametrize(
     "resource_id",
-    ["", "patient", ":1", "patient:", "patient:1/", "patient:1/note", "a:1/b:2/c:3", "pa tient:1", "p:é", "p:1\n"],
+    [
+        "",
+        "patient",
+        ":1",
+        "patient:",
+        "patient:1/",
+        "patient:1/note",
+        "a:1/b:2/c:3",
+        "pa tient:1",
+        "p:é",
+        "p:1\n",
+    ],
 )
 def test_invalid_resource_ids(resource_id: str) -> None:
     with pytest.raises(errors.InvalidPayload):
