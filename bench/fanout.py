@@ -250,7 +250,6 @@ def main() -> None:
             Path(data_dir),
             env={
                 "COLLABGATE_MAX_CONNECTIONS": "50000",
-                "COLLABGATE_LOG_LEVEL": "warning",
                 "COLLABGATE_HEARTBEAT_TIMEOUT_SECONDS": "120",
             },
         ).start()

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from collabgate.http.websocket import WebSocketEndpoint
 from collabgate.settings import Settings
@@ -18,41 +18,49 @@ from collabgate.wiring import Runtime
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the app; adapters start in its lifespan and stop (flushed) when it ends."""
-    runtime = Runtime(settings)
-    endpoint: list[WebSocketEndpoint] = []
+class CollabgateApp:
+    """`/ws` goes straight to the WebSocket endpoint; everything else (HTTP, lifespan) to Starlette."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self._endpoint: WebSocketEndpoint | None = None
+        self.http = Starlette(
+            routes=[
+                Route("/health", self._health),
+                Route("/ready", self._ready),
+                Route("/metrics", self._metrics),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws" and self._endpoint is not None:
+            await self._endpoint(scope, receive, send)
+        else:
+            await self.http(scope, receive, send)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
-        endpoint.append(WebSocketEndpoint(runtime.gateway, runtime.verifier))
-        app.state.runtime = runtime
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        await self.runtime.start()
+        self._endpoint = WebSocketEndpoint(self.runtime.gateway, self.runtime.verifier)
         try:
             yield
         finally:
-            await runtime.stop()
+            await self.runtime.stop()
 
-    async def websocket(ws: WebSocket) -> None:
-        await endpoint[0](ws)
+    async def _health(self, _: Request) -> Response:
+        return JSONResponse({"status": "ok", "instance": self.settings.instance_name})
 
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "instance": settings.instance_name})
-
-    async def ready(_: Request) -> Response:
-        report = await runtime.readiness()
+    async def _ready(self, _: Request) -> Response:
+        report = await self.runtime.readiness()
         return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
 
-    async def metrics(_: Request) -> Response:
-        runtime.refresh_gauges()
-        return Response(runtime.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+    async def _metrics(self, _: Request) -> Response:
+        self.runtime.refresh_gauges()
+        return Response(self.runtime.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
-    return Starlette(
-        routes=[
-            WebSocketRoute("/ws", websocket),
-            Route("/health", health),
-            Route("/ready", ready),
-            Route("/metrics", metrics),
-        ],
-        lifespan=lifespan,
-    )
+
+def create_app(settings: Settings) -> CollabgateApp:
+    """Build the app; adapters start in its lifespan and stop (flushed) when it ends."""
+    return CollabgateApp(settings)

@@ -6,8 +6,8 @@ import math
 import socket
 
 import uvicorn
-from starlette.applications import Starlette
 
+from collabgate.http.app import CollabgateApp
 from collabgate.settings import Settings
 from collabgate.wiring import Runtime
 
@@ -19,28 +19,19 @@ HARD_FRAME_LIMIT_FACTOR = 4
 class DrainingServer(uvicorn.Server):
     """On SIGTERM/SIGINT: stop accepting, send SERVER_SHUTDOWN, let clients go, then exit."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)
-        self._settings = settings
+        self._runtime = runtime
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        app: Starlette = self.config.loaded_app
-        runtime: Runtime | None = getattr(_innermost(app).state, "runtime", None)
-        if runtime is not None:
-            await runtime.drain()
-            await runtime.gateway.wait_all_closed(self._settings.shutdown_timeout_seconds)
+        await self._runtime.drain()
+        await self._runtime.gateway.wait_all_closed(self._runtime.settings.shutdown_timeout_seconds)
         await super().shutdown(sockets)
 
 
-def _innermost(app: object) -> Starlette:
-    while not isinstance(app, Starlette):
-        app = app.app  # type: ignore[attr-defined]
-    return app
-
-
-def serve(app: Starlette, settings: Settings) -> None:
+def serve(app: CollabgateApp, settings: Settings) -> None:
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -55,4 +46,4 @@ def serve(app: Starlette, settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
-    DrainingServer(config, settings).run()
+    DrainingServer(config, app.runtime).run()

@@ -256,11 +256,11 @@ class Gateway:
             log.exception("request_failed", connection_id=connection.id, type=kind)
             self._send_error(connection, InternalServerError("internal error"), _ref(request))
         finally:
-            self.metrics.messages_received.labels(kind).inc()
-            self.metrics.message_duration.labels(kind).observe(time.perf_counter() - started)
+            self.metrics.received_by_type[kind].inc()
+            self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
 
     def _send_error(self, connection: Connection, error: GatewayError, ref: str | None) -> None:
-        self.metrics.errors.labels(error.code).inc()
+        self.metrics.errors_by_code[error.code].inc()
         self._reply(connection, outbound.error(error, ref))
         if isinstance(error, PermissionDenied):
             self._audit(

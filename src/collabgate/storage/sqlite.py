@@ -213,6 +213,29 @@ class _WriterThread(threading.Thread):
         self._settle(batch, outcomes)
 
     def _transaction(self, batch: list[_Write]) -> list[_Outcome]:
+        """Run the batch in one transaction; isolate writes only when one of them fails.
+
+        Almost every batch succeeds whole, so the fast path runs the writes back to back. When
+        one raises, the batch is rolled back and run again with a savepoint around each write,
+        so the failing write fails alone and the others still commit together.
+        """
+        connection = self._require_connection()
+        connection.execute("BEGIN IMMEDIATE")
+        outcomes: list[_Outcome] = []
+        for write in batch:
+            try:
+                outcomes.append((True, write.operation(connection)))
+            except Exception:
+                if not connection.in_transaction:
+                    raise
+                self._rollback()
+                return self._isolated_transaction(batch)
+            if not connection.in_transaction:
+                raise TransactionAbortedError("a write operation ended the batch transaction")
+        connection.execute("COMMIT")
+        return outcomes
+
+    def _isolated_transaction(self, batch: list[_Write]) -> list[_Outcome]:
         connection = self._require_connection()
         connection.execute("BEGIN IMMEDIATE")
         outcomes = [self._run_one(connection, write.operation) for write in batch]
