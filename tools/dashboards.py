@@ -334,7 +334,7 @@ def websocket_dashboard() -> Json:
             "Instances serving",
             "stat",
             [
-                Q(f'sum(up{{job="collabgate", {GW}}})', "scraped"),
+                Q(f'sum(up{{job="collabgate-gateway", {GW}}})', "scraped"),
                 Q(f"sum(collabgate_up{{{GW}}})", "serving (not draining)"),
             ],
             width=4,
@@ -562,7 +562,7 @@ def websocket_dashboard() -> Json:
         "collabgate-websocket",
         "collabgate / WebSocket gateway",
         "Connections, traffic, latency, errors, locks, documents, dependencies and the audit trail of the gateway fleet.",
-        [query_variable("instance", "Instance", 'up{job="collabgate"}', "instance")],
+        [query_variable("instance", "Instance", 'up{job="collabgate-gateway"}', "instance")],
         items,
     )
 

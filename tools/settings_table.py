@@ -5,7 +5,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from collabgate.settings import ENV_PREFIX, Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
 
 
 def settings_table() -> str:
@@ -17,5 +23,15 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def write_readme() -> None:
+    text = README.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    README.write_text(f"{head}{START}\n{settings_table()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    if "--write" in sys.argv:
+        write_readme()
+    else:
+        print(settings_table())

@@ -36,6 +36,22 @@ class Settings(BaseSettings):
         None, description="SQLite file (default: DATA_DIR/collabgate.sqlite3)."
     )
 
+    # --- production adapters (any URL set selects that adapter) -------------------------------
+    redis_url: SecretStr | None = Field(
+        None, description="Redis for sessions, presence and locks (default: in memory)."
+    )
+    redis_key_prefix: str = Field(
+        "collabgate:", min_length=1, description="Prefix of every Redis key."
+    )
+    redis_socket_timeout_seconds: float = Field(1.0, gt=0, description="Redis call timeout.")
+    redis_max_connections: int = Field(100, ge=1, description="Redis connection pool size.")
+    presence_ttl_seconds: float = Field(
+        15.0, gt=0, description="An instance silent this long is dead; its users leave."
+    )
+    session_ttl_seconds: float = Field(
+        30.0, gt=0, description="A connection not refreshed this long stops counting."
+    )
+
     # --- authentication ----------------------------------------------------------------------
     jwt_public_key_file: Path | None = Field(
         None, description="PEM public key for RS256/ES256 tokens."

@@ -1,6 +1,8 @@
 """Composition root: picks an adapter for every port from the settings and starts them.
 
 This is the one module that imports adapters. The core (``collabgate.session``) sees only ports.
+With no URLs set, everything is embedded (memory, in-process bus, SQLite); ``COLLABGATE_REDIS_URL``
+switches sessions, presence and locks to Redis.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from redis import asyncio as aioredis
 
 from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.audit.trail import AuditTrail
@@ -16,9 +19,17 @@ from collabgate.bus.memory import InProcessBus
 from collabgate.documents.service import DocumentService
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.locks.memory import MemoryLockStore
+from collabgate.locks.port import LockStore
+from collabgate.locks.redis import RedisLockStore
 from collabgate.ops.metrics import Metrics
+from collabgate.ops.redis_support import RedisGuard, create_redis, redis_breaker
 from collabgate.presence.memory import MemoryPresenceStore
+from collabgate.presence.port import PresenceStore
+from collabgate.presence.redis import RedisPresenceStore
 from collabgate.session.gateway import Gateway, Ports
+from collabgate.sessions.memory import MemorySessionStore
+from collabgate.sessions.port import SessionStore
+from collabgate.sessions.redis import RedisSessionStore
 from collabgate.settings import Settings
 from collabgate.storage.sqlite import SqliteDatabase
 
@@ -45,33 +56,67 @@ class Runtime:
         self.documents = DocumentService(
             SqliteDocumentStore(self.database), compaction_threshold=settings.compaction_threshold
         )
-        self.gateway = Gateway(
-            settings,
-            Ports(
-                presence=MemoryPresenceStore(),
-                locks=MemoryLockStore(),
-                documents=self.documents,
-                audit=self.audit,
-                bus=InProcessBus(),
-            ),
-            self.metrics,
-        )
+        self.redis: aioredis.Redis | None = None
+        self.adapters: dict[str, str] = {}
+        self._gateway: Gateway | None = None
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            raise RuntimeError("the runtime has not started")
+        return self._gateway
 
     async def start(self) -> None:
+        sessions, presence, locks = await self._state_adapters()
         await self.database.open()
         await self.verifier.warm_up()
         await self.audit.start()
-        await self.gateway.start()
+        self._gateway = Gateway(
+            self.settings,
+            Ports(
+                presence=presence,
+                locks=locks,
+                documents=self.documents,
+                audit=self.audit,
+                bus=InProcessBus(),
+                sessions=sessions,
+            ),
+            self.metrics,
+        )
+        self.adapters.update(bus="in-process", documents="sqlite", audit="sqlite")
+        await self._gateway.start()
         log.info(
             "gateway_started",
             instance=self.settings.instance_name,
-            adapters={
-                "presence": "memory",
-                "locks": "memory",
-                "bus": "in-process",
-                "store": "sqlite",
-            },
+            adapters=self.adapters,
             database=str(self.settings.database_file),
+        )
+
+    async def _state_adapters(self) -> tuple[SessionStore, PresenceStore, LockStore]:
+        settings = self.settings
+        if settings.redis_url is None:
+            self.adapters.update(sessions="memory", presence="memory", locks="memory")
+            return MemorySessionStore(), MemoryPresenceStore(), MemoryLockStore()
+        self.redis = await create_redis(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=settings.redis_socket_timeout_seconds,
+            max_connections=settings.redis_max_connections,
+            client_name=f"collabgate:{settings.instance_name}",
+        )
+        guard = RedisGuard(self.metrics, redis_breaker())
+        prefix = settings.redis_key_prefix
+        self.metrics.set_dependency("redis", True)
+        self.adapters.update(sessions="redis", presence="redis", locks="redis")
+        return (
+            RedisSessionStore(self.redis, prefix=prefix, guard=guard),
+            RedisPresenceStore(
+                self.redis,
+                prefix=prefix,
+                instance_id=settings.instance_name,
+                member_ttl_seconds=settings.presence_ttl_seconds,
+                guard=guard,
+            ),
+            RedisLockStore(self.redis, prefix=prefix, guard=guard),
         )
 
     async def drain(self) -> None:
@@ -79,10 +124,16 @@ class Runtime:
 
     async def stop(self) -> None:
         """Flush everything pending (documents, audit), then release the adapters."""
-        await self.gateway.stop()
+        if self._gateway is not None:
+            await self._gateway.stop()
+            await self._gateway.presence.close()
+            await self._gateway.locks.close()
+            await self._gateway.sessions.close()
         await self.documents.close()
         await self.audit.close()
         await self.database.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.verifier.aclose()
         log.info("gateway_stopped", instance=self.settings.instance_name)
 
@@ -91,22 +142,21 @@ class Runtime:
         self.metrics.documents_loaded.set(self.documents.loaded)
 
     async def readiness(self) -> dict[str, Any]:
-        dependencies = {
+        dependencies: dict[str, dict[str, Any]] = {
             "documents": {"up": self.database.healthy, "adapter": "sqlite"},
             "audit": {
                 "up": self.database.healthy,
                 "adapter": "sqlite",
                 "pending": self.audit.pending,
             },
-            "locks": {"up": True, "adapter": "memory"},
-            "presence": {"up": True, "adapter": "memory"},
-            "bus": {"up": True, "adapter": "in-process"},
             "auth": {"up": self.verifier.jwks_healthy, "adapter": "jwt"},
         }
+        if self.redis is not None:
+            dependencies["redis"] = {"up": await self._redis_answers(), "adapter": "redis"}
         self.metrics.set_dependency("sqlite", self.database.healthy)
         if self.settings.jwt_jwks_url:
             self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
-        if self.gateway.draining:
+        if self._gateway is not None and self._gateway.draining:
             overall = "draining"
         elif all(status["up"] for status in dependencies.values()):
             overall = "ready"
@@ -115,5 +165,15 @@ class Runtime:
         return {
             "status": overall,
             "instance": self.settings.instance_name,
+            "adapters": self.adapters,
             "dependencies": dependencies,
         }
+
+    async def _redis_answers(self) -> bool:
+        assert self.redis is not None
+        try:
+            up = bool(await self.redis.ping())
+        except (ConnectionError, OSError, aioredis.RedisError):
+            up = False
+        self.metrics.set_dependency("redis", up)
+        return up

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -25,11 +29,45 @@ SHARED_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), env=SHARED_ENV).start()
+REDIS_URL = os.environ.get("COLLABGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Fail in CI, skip elsewhere, when a service the test needs is not listening."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        message = f"{name} is not reachable on {host}:{port}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """The shared gateway, once on embedded adapters and once with Redis for state."""
+    env = dict(SHARED_ENV)
+    if request.param == "redis":
+        require_service("Redis", "127.0.0.1", 6379)
+        env["COLLABGATE_REDIS_URL"] = REDIS_URL
+        env["COLLABGATE_REDIS_KEY_PREFIX"] = f"cgtest:{uuid.uuid4().hex}:"
+    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), env=env).start()
     yield process
     process.terminate()
+    if request.param == "redis":
+        delete_keys(env["COLLABGATE_REDIS_KEY_PREFIX"])
+
+
+def delete_keys(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from collabgate.ops.metrics import Metrics
 from collabgate.presence.memory import MemoryPresenceStore
 from collabgate.session.connection import Connection
 from collabgate.session.gateway import Gateway, Ports
+from collabgate.sessions.memory import MemorySessionStore
 from collabgate.settings import Settings
 
 RESOURCE = "patient:42"
@@ -58,13 +59,14 @@ class Harness:
                 documents=DocumentService(self.store, compaction_threshold=1000),
                 audit=self.audit,
                 bus=InProcessBus(),
+                sessions=MemorySessionStore(),
             ),
             Metrics(),
             clock=self.clock,
         )
 
-    def connect(self, user: str, role: Role = Role.NURSE) -> Connection:
-        connection = self.gateway.open(Principal(user, role, name=user.title()))
+    async def connect(self, user: str, role: Role = Role.NURSE) -> Connection:
+        connection = await self.gateway.open(Principal(user, role, name=user.title()))
         assert read(connection)[0]["type"] == "CONNECTED"
         return connection
 
@@ -100,13 +102,13 @@ def h() -> Harness:
 
 
 async def test_heartbeat_is_acknowledged_with_its_ref(h: Harness) -> None:
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     (reply,) = await h.send(alice, type="HEARTBEAT", ref="hb-1")
     assert reply == {"type": "HEARTBEAT_ACK", "serverTime": h.clock.ms, "ref": "hb-1"}
 
 
 async def test_join_returns_state_and_announces_the_user(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob", Role.SURGEON)
+    alice, bob = await h.connect("alice"), await h.connect("bob", Role.SURGEON)
     state = await h.join(alice)
     assert state["type"] == "RESOURCE_STATE"
     assert state["ref"] == "j"
@@ -127,7 +129,7 @@ async def test_join_returns_state_and_announces_the_user(h: Harness) -> None:
 
 
 async def test_second_connection_of_a_user_is_not_announced_twice(h: Harness) -> None:
-    alice, bob, bob_tab = h.connect("alice"), h.connect("bob"), h.connect("bob")
+    alice, bob, bob_tab = await h.connect("alice"), await h.connect("bob"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     read(alice)
@@ -142,7 +144,7 @@ async def test_second_connection_of_a_user_is_not_announced_twice(h: Harness) ->
 
 
 async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     read(alice)
@@ -164,7 +166,7 @@ async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harnes
 
 
 async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> None:
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     await h.join(alice)
     (error,) = await h.send(
         alice, type="Y_UPDATE", resourceId=RESOURCE, update=b64(b"\x05\xff\xff"), ref="bad"
@@ -175,7 +177,7 @@ async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> No
 
 
 async def test_sync_returns_only_what_the_client_lacks(h: Harness) -> None:
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     await h.join(alice)
     client = Doc()
     first = text_update(client, "one ")
@@ -196,7 +198,7 @@ async def test_sync_returns_only_what_the_client_lacks(h: Harness) -> None:
 
 
 async def test_viewers_and_guests_cannot_edit(h: Harness) -> None:
-    viewer, guest = h.connect("vic", Role.VIEWER), h.connect("gus", Role.GUEST)
+    viewer, guest = await h.connect("vic", Role.VIEWER), await h.connect("gus", Role.GUEST)
     (denied,) = await h.send(viewer, type="JOIN_RESOURCE", resourceId=RESOURCE, mode="editor")
     assert denied["code"] == "WS_2004"
     (denied,) = await h.send(guest, type="JOIN_RESOURCE", resourceId=RESOURCE, mode="editor")
@@ -214,7 +216,7 @@ async def test_viewers_and_guests_cannot_edit(h: Harness) -> None:
 
 
 async def test_messages_about_unjoined_resources_are_refused(h: Harness) -> None:
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     for request in (
         {"type": "LEAVE_RESOURCE", "resourceId": RESOURCE},
         {"type": "SYNC", "resourceId": RESOURCE, "stateVector": b64(b"\x00")},
@@ -229,7 +231,7 @@ async def test_messages_about_unjoined_resources_are_refused(h: Harness) -> None
 
 
 async def test_lock_lifecycle_with_fencing_tokens(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     read(alice)
@@ -264,7 +266,7 @@ async def test_lock_lifecycle_with_fencing_tokens(h: Harness) -> None:
 
 
 async def test_lock_ttl_is_capped_and_expiry_is_broadcast(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     read(alice)
@@ -279,7 +281,7 @@ async def test_lock_ttl_is_capped_and_expiry_is_broadcast(h: Harness) -> None:
 
 
 async def test_whole_resource_lock_blocks_other_editors(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     await h.send(alice, type="LOCK_ACQUIRE", resourceId=RESOURCE)
@@ -292,7 +294,7 @@ async def test_whole_resource_lock_blocks_other_editors(h: Harness) -> None:
 
 
 async def test_a_disconnected_holder_loses_locks_after_the_grace_period(h: Harness) -> None:
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     await h.send(alice, type="LOCK_ACQUIRE", resourceId=RESOURCE, target="notes")
@@ -308,7 +310,7 @@ async def test_a_disconnected_holder_loses_locks_after_the_grace_period(h: Harne
 
 
 async def test_awareness_goes_to_others_and_is_size_limited(h: Harness) -> None:
-    alice, viewer = h.connect("alice"), h.connect("vic", Role.VIEWER)
+    alice, viewer = await h.connect("alice"), await h.connect("vic", Role.VIEWER)
     await h.join(alice)
     await h.join(viewer, mode="viewer")
     read(alice)
@@ -322,7 +324,7 @@ async def test_awareness_goes_to_others_and_is_size_limited(h: Harness) -> None:
 
 async def test_rate_limit() -> None:
     h = Harness(rate_limit_per_second=0.001, rate_limit_burst=3)
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     replies = [await h.send(alice, type="HEARTBEAT") for _ in range(4)]
     assert [r[0]["type"] for r in replies[:3]] == ["HEARTBEAT_ACK"] * 3
     assert replies[3][0]["code"] == "WS_5003"
@@ -330,7 +332,11 @@ async def test_rate_limit() -> None:
 
 async def test_room_full() -> None:
     h = Harness(room_max_users=1)
-    alice, alice_tab, bob = h.connect("alice"), h.connect("alice"), h.connect("bob")
+    alice, alice_tab, bob = (
+        await h.connect("alice"),
+        await h.connect("alice"),
+        await h.connect("bob"),
+    )
     await h.join(alice)
     assert (await h.join(alice_tab))["type"] == "RESOURCE_STATE"
     assert (await h.join(bob))["code"] == "WS_4001"
@@ -338,25 +344,25 @@ async def test_room_full() -> None:
 
 async def test_unknown_resource_type_is_not_found() -> None:
     h = Harness(resource_types=["patient"])
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     (error,) = await h.send(alice, type="JOIN_RESOURCE", resourceId="invoice:1")
     assert error["code"] == "WS_4005"
 
 
 async def test_connection_caps() -> None:
     h = Harness(max_connections_per_user=2, max_connections=3)
-    h.connect("alice")
-    h.connect("alice")
+    await h.connect("alice")
+    await h.connect("alice")
     with pytest.raises(MaxConnectionsExceeded, match="2 open connections"):
-        h.gateway.open(Principal("alice", Role.NURSE))
-    h.connect("bob")
+        await h.gateway.open(Principal("alice", Role.NURSE))
+    await h.connect("bob")
     with pytest.raises(MaxConnectionsExceeded, match="maximum of 3"):
-        h.gateway.open(Principal("carol", Role.NURSE))
+        await h.gateway.open(Principal("carol", Role.NURSE))
 
 
 async def test_slow_reader_overflows_instead_of_buffering() -> None:
     h = Harness(send_queue_max_bytes=65_536)
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     for _ in range(100):
@@ -367,7 +373,7 @@ async def test_slow_reader_overflows_instead_of_buffering() -> None:
 
 async def test_silent_connections_time_out() -> None:
     h = Harness(heartbeat_timeout_seconds=60)
-    alice, bob = h.connect("alice"), h.connect("bob")
+    alice, bob = await h.connect("alice"), await h.connect("bob")
     await h.join(alice)
     await h.join(bob)
     read(alice)
@@ -383,13 +389,13 @@ async def test_silent_connections_time_out() -> None:
 
 
 async def test_drain_tells_every_client_to_reconnect(h: Harness) -> None:
-    alice = h.connect("alice")
+    alice = await h.connect("alice")
     await h.gateway.drain()
     assert read(alice) == [{"type": "SERVER_SHUTDOWN", "reconnectAfterMs": 1000}]
     assert alice.close_request is not None
     assert alice.close_request.code == 1012
     with pytest.raises(MaxConnectionsExceeded, match="shutting down"):
-        h.gateway.open(Principal("bob", Role.NURSE))
+        await h.gateway.open(Principal("bob", Role.NURSE))
 
 
 async def test_two_gateways_on_one_bus_relay_updates() -> None:
@@ -400,7 +406,7 @@ async def test_two_gateways_on_one_bus_relay_updates() -> None:
     for harness in (first, second):
         harness.gateway.bus = InProcessBus(hub)
         await harness.gateway.bus.start(harness.gateway.instance_id, harness.gateway._on_bus_event)
-    alice, bob = first.connect("alice"), second.connect("bob")
+    alice, bob = await first.connect("alice"), await second.connect("bob")
     await first.join(alice)
     await second.join(bob)
     read(alice)

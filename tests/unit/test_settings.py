@@ -35,7 +35,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("COLLABGATE_JWT_HS256_SECRET", "s" * 40, "JWT_ALLOW_HS256"),
     ],
 )
-def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str) -> None:
+def test_bad_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=named):
         load_settings()

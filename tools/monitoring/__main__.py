@@ -125,7 +125,7 @@ def up(args: argparse.Namespace) -> int:
         ).start()
         started.append(receiver)
 
-        targets: dict[str, list[str]] = {"collabgate": [gateway]}
+        targets: dict[str, list[str]] = {"collabgate-gateway": [gateway]}
         if args.redis_addr:
             port = processes.free_port()
             started.append(

@@ -18,7 +18,7 @@ from tools.monitoring.config import (
 class MonitoringStack:
     """Alertmanager then Prometheus, with their configuration, data and logs under ``workdir``.
 
-    ``targets`` maps job names of deploy/prometheus/prometheus.yml (collabgate, redis, postgres,
+    ``targets`` maps job names of deploy/prometheus/prometheus.yml (collabgate-gateway, redis, postgres,
     rabbitmq) to host:port lists; the stack adds its own prometheus and alertmanager jobs.
     """
 

@@ -40,8 +40,14 @@ Delivery
     room or be redelivered forever). ``prefetch`` bounds the unacked messages held locally.
 
 Publishing
-    With ``confirm=True`` each publish waits for the broker's confirm (the event is routed to every
-    bound queue), so a lost Y.js update shows up as an error at the sender instead of vanishing.
+    With ``confirm=True`` (the default) each publish waits for the broker's confirm: the event has
+    been routed to every bound queue, so a lost Y.js update shows up as an error at the sender
+    instead of vanishing. Every event kind is confirmed, on one channel, because (measured on
+    loopback) the confirm costs the publishing caller about 0.3 ms, and buys three things:
+    per-room order across event kinds (a second, unconfirmed channel for awareness would reorder
+    against updates); backpressure (unconfirmed, a burst outran the receiver and its delivery
+    latency went from under 1 ms to tens of ms); and truth (unconfirmed publishes "succeeded" and
+    were lost while connections dropped; confirmed ones never were).
     Publishing and consuming use separate connections, as RabbitMQ recommends, so that flow control
     blocking a publishing connection never stops this instance from draining its own queue.
 
@@ -169,8 +175,10 @@ class RabbitMqBus:
         self._publisher_up = False
         self._consumer_up = False
         self._closing = False
+        # Children resolved once: a `.labels()` lookup per publish costs more than the increment.
         self._published_ok = metrics.rabbitmq_publish.labels("ok") if metrics else None
         self._published_error = metrics.rabbitmq_publish.labels("error") if metrics else None
+        self._failures = metrics.dependency_failures.labels(DEPENDENCY) if metrics else None
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -268,8 +276,8 @@ class RabbitMqBus:
     def _publish_failed(self) -> None:
         if self._published_error is not None:
             self._published_error.inc()
-        if self._metrics is not None:
-            self._metrics.dependency_failures.labels(DEPENDENCY).inc()
+        if self._failures is not None:
+            self._failures.inc()
 
     # ------------------------------------------------------------------ start-up steps
     async def _connect(self, name: str) -> AbstractRobustConnection:
@@ -362,8 +370,8 @@ class RabbitMqBus:
             if self._closing:
                 return
             self._set_side(is_publisher, up=False)
-            if self._metrics is not None:
-                self._metrics.dependency_failures.labels(DEPENDENCY).inc()
+            if self._failures is not None:
+                self._failures.inc()
             log.warning(
                 "bus_connection_lost",
                 side="publish" if is_publisher else "consume",

@@ -79,7 +79,7 @@ class WebSocketEndpoint:
         remote = client_address(scope)
         try:
             principal = await self.verifier.verify(bearer_token(scope))
-            return self.gateway.open(principal)
+            return await self.gateway.open(principal)
         except GatewayError as exc:
             self.gateway.reject(exc, remote)
             log.info("connection_rejected", code=exc.code, reason=exc.message, remote=remote)

@@ -134,7 +134,9 @@ class Metrics:
         )
 
         # Children resolved once: `.labels()` on every message costs more than the increment.
-        self.received_by_type = {kind: self.messages_received.labels(kind) for kind in INBOUND_TYPES}
+        self.received_by_type = {
+            kind: self.messages_received.labels(kind) for kind in INBOUND_TYPES
+        }
         self.duration_by_type = {kind: self.message_duration.labels(kind) for kind in INBOUND_TYPES}
         self.errors_by_code = {error.code: self.errors.labels(error.code) for error in ALL_ERRORS}
         for result in ("granted", "denied"):

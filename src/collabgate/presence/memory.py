@@ -34,5 +34,15 @@ class MemoryPresenceStore:
     async def user_count(self, resource_id: str) -> int:
         return len({m.user_id for m in self._rooms.get(resource_id, {}).values()})
 
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return 3600.0  # one process: nothing to tell anyone
+
+    async def heartbeat(self) -> bool:
+        return True
+
+    async def reap_dead_instances(self) -> list[tuple[str, Member, bool]]:
+        return []
+
     async def close(self) -> None:
         self._rooms.clear()

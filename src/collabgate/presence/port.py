@@ -46,4 +46,19 @@ class PresenceStore(Protocol):
 
     async def user_count(self, resource_id: str) -> int: ...
 
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        """How often :meth:`heartbeat` should run."""
+        ...
+
+    async def heartbeat(self) -> bool:
+        """Tell other instances this one is alive; False when its liveness had lapsed, so its
+        memberships may have been reaped and must be added again."""
+        ...
+
+    async def reap_dead_instances(self) -> list[tuple[str, Member, bool]]:
+        """Remove memberships of instances that died: ``(resource_id, member, last_for_user)``,
+        each reported to exactly one caller."""
+        ...
+
     async def close(self) -> None: ...

@@ -56,6 +56,7 @@ from collabgate.protocol.inbound import (
 from collabgate.protocol.resource_ids import resource_type_of
 from collabgate.session.connection import Connection, TokenBucket
 from collabgate.session.outbox import Outbox
+from collabgate.sessions.port import SessionStore
 from collabgate.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,7 @@ class Ports:
     documents: DocumentService
     audit: AuditSink
     bus: RoomBus
+    sessions: SessionStore
     #: Errors from these dependencies become WS_5002 instead of WS_5001.
     unavailable_errors: tuple[type[BaseException], ...] = field(default=(ConnectionError, OSError))
 
@@ -95,6 +97,7 @@ class Gateway:
         self.documents = ports.documents
         self.audit = ports.audit
         self.bus = ports.bus
+        self.sessions = ports.sessions
         self.metrics = metrics
         self._unavailable = ports.unavailable_errors
         self.connections: dict[str, Connection] = {}
@@ -123,6 +126,11 @@ class Gateway:
         heartbeat_check = min(5.0, self.settings.heartbeat_timeout_seconds / 4)
         self._spawn(self._every(heartbeat_check, self._close_silent_connections))
         self._spawn(self._every(30.0, self._unload_idle_documents))
+        self._spawn(self._every(self.settings.session_ttl_seconds / 3, self._refresh_sessions))
+        self._spawn(self._every(self.presence.heartbeat_interval_seconds, self._presence_heartbeat))
+        self._spawn(
+            self._every(self.presence.heartbeat_interval_seconds, self._reap_dead_instances)
+        )
 
     async def drain(self) -> None:
         """Stop taking connections, tell every client to reconnect elsewhere, close them."""
@@ -153,25 +161,16 @@ class Gateway:
         await self.bus.close()
 
     # ------------------------------------------------------------------ connections
-    def open(self, principal: Principal) -> Connection:
+    async def open(self, principal: Principal) -> Connection:
         """Register an authenticated connection and queue its CONNECTED frame."""
-        if self.draining:
-            raise MaxConnectionsExceeded("this instance is shutting down; reconnect to another")
-        if len(self.connections) >= self.settings.max_connections:
-            raise MaxConnectionsExceeded(
-                f"this instance holds its maximum of {self.settings.max_connections} connections"
-            )
-        user_connections = self._by_user.get(principal.user_id, set())
-        if len(user_connections) >= self.settings.max_connections_per_user:
-            raise MaxConnectionsExceeded(
-                f"user already has {self.settings.max_connections_per_user} open connections"
-            )
+        self._check_capacity(principal.user_id)
         connection = Connection(
             uuid.uuid4().hex,
             principal,
             Outbox(self.settings.send_queue_max_bytes),
             TokenBucket(self.settings.rate_limit_per_second, self.settings.rate_limit_burst),
         )
+        await self._register_session(connection)
         self.connections[connection.id] = connection
         self._by_user.setdefault(principal.user_id, set()).add(connection.id)
         self._cancel_lock_release(principal.user_id)
@@ -195,6 +194,36 @@ class Gateway:
             )
         )
         return connection
+
+    def _check_capacity(self, user_id: str) -> None:
+        if self.draining:
+            raise MaxConnectionsExceeded("this instance is shutting down; reconnect to another")
+        if len(self.connections) >= self.settings.max_connections:
+            raise MaxConnectionsExceeded(
+                f"this instance holds its maximum of {self.settings.max_connections} connections"
+            )
+        if len(self._by_user.get(user_id, ())) >= self.settings.max_connections_per_user:
+            raise MaxConnectionsExceeded(
+                f"user already has {self.settings.max_connections_per_user} open connections"
+            )
+
+    async def _register_session(self, connection: Connection) -> None:
+        """Count the connection on every instance; refuse it over the per-user cap."""
+        cap = self.settings.max_connections_per_user
+        try:
+            count = await self.sessions.open(
+                connection.user_id,
+                connection.id,
+                self.instance_id,
+                self.settings.session_ttl_seconds,
+            )
+        except self._unavailable as exc:
+            # Degrade: the local cap still holds; the cluster-wide one returns with the store.
+            log.warning("session_store_unavailable", error=str(exc))
+            return
+        if count > cap:
+            await self.sessions.close_connection(connection.user_id, connection.id)
+            raise MaxConnectionsExceeded(f"user already has {cap} open connections")
 
     def reject(self, error: GatewayError, remote: str | None) -> None:
         """Record a refused handshake (bad or missing token, too many connections)."""
@@ -226,6 +255,10 @@ class Gateway:
         self.metrics.connections_closed.labels(reason).inc()
         if not self.connections:
             self._all_closed.set()
+        try:
+            await self.sessions.close_connection(connection.user_id, connection.id)
+        except self._unavailable as exc:
+            log.warning("session_close_failed", error=str(exc))
         self._audit(AuditEventType.USER_DISCONNECTED, connection, details={"reason": reason})
 
     # ------------------------------------------------------------------ inbound frames
@@ -287,14 +320,7 @@ class Gateway:
         document = await self.documents.get(resource_id)
         if await self._room_is_full_for(resource_id, connection.user_id):
             raise RoomFull(f"{resource_id} already has {self.settings.room_max_users} users")
-        member = Member(
-            connection_id=connection.id,
-            user_id=connection.user_id,
-            role=connection.principal.role.value,
-            mode=request.mode,
-            joined_at=self._now(),
-            name=connection.principal.name,
-        )
+        member = self._member(connection, request.mode)
         first_for_user = await self.presence.add(resource_id, member)
         connection.joined[resource_id] = request.mode
         self._rooms.setdefault(resource_id, {})[connection.id] = connection
@@ -318,6 +344,16 @@ class Gateway:
                 resource_id, outbound.user_joined(resource_id, member.to_wire()), connection.id
             )
         self._audit(AuditEventType.RESOURCE_JOINED, connection, resource_id, {"mode": request.mode})
+
+    def _member(self, connection: Connection, mode: str) -> Member:
+        return Member(
+            connection_id=connection.id,
+            user_id=connection.user_id,
+            role=connection.principal.role.value,
+            mode=mode,
+            joined_at=self._now(),
+            name=connection.principal.name,
+        )
 
     def _check_resource_type(self, request: JoinResource) -> None:
         allowed = self.settings.resource_types
@@ -588,8 +624,8 @@ class Gateway:
 
     async def _release_locks_of(self, user_id: str) -> None:
         self._release_timers.pop(user_id, None)
-        if user_id in self._by_user:
-            return
+        if user_id in self._by_user or await self.sessions.count(user_id) > 0:
+            return  # back within the grace period, here or on another instance
         now = self._now()
         for lock in await self.locks.held_by(user_id, now):
             released = await self.locks.release(lock.resource_id, lock.target, user_id, now)
@@ -607,6 +643,31 @@ class Gateway:
                 self._send_error(connection, error, None)
                 connection.request_close(4408, "heartbeat timeout")
                 await self.close(connection, "timeout")
+
+    async def _refresh_sessions(self) -> None:
+        ttl = self.settings.session_ttl_seconds
+        for connection in list(self.connections.values()):
+            if not await self.sessions.touch(connection.id, ttl):
+                await self.sessions.open(connection.user_id, connection.id, self.instance_id, ttl)
+
+    async def _presence_heartbeat(self) -> None:
+        if await self.presence.heartbeat():
+            return
+        # This instance was presumed dead and its members reaped: put them back.
+        log.warning("presence_lapsed_readding_members")
+        for connection in list(self.connections.values()):
+            for resource_id, mode in connection.joined.items():
+                await self.presence.add(resource_id, self._member(connection, mode))
+
+    async def _reap_dead_instances(self) -> None:
+        """Announce the users of a dead instance as gone, and release their locks after grace."""
+        for resource_id, member, last_for_user in await self.presence.reap_dead_instances():
+            await self.sessions.close_connection(member.user_id, member.connection_id)
+            if last_for_user:
+                frame = outbound.user_left(resource_id, member.user_id, "disconnected")
+                await self._broadcast(resource_id, frame, exclude=None)
+            if member.user_id not in self._by_user and member.user_id not in self._release_timers:
+                self._schedule_lock_release(member.user_id)
 
     async def _unload_idle_documents(self) -> None:
         self.documents.unload_idle(
