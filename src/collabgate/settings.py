@@ -7,6 +7,7 @@ variable and what is wrong with it.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
     )
     redis_socket_timeout_seconds: float = Field(1.0, gt=0, description="Redis call timeout.")
     redis_max_connections: int = Field(100, ge=1, description="Redis connection pool size.")
+    amqp_url: SecretStr | None = Field(None, description="RabbitMQ for room events across instances (default: in process).")
+    amqp_exchange: str = Field("collabgate.rooms", min_length=1, description="Exchange carrying room events.")
+    amqp_shards: int = Field(64, ge=1, le=4096, description="Routing shards; must be equal on every instance.")
+    amqp_confirm: bool = Field(True, description="Wait for publisher confirms.")
+    amqp_prefetch: int = Field(256, ge=1, description="Unacknowledged deliveries per consumer.")
+    amqp_publish_timeout_seconds: float = Field(1.0, gt=0, description="Longest wait for a publish.")
     presence_ttl_seconds: float = Field(
         15.0, gt=0, description="An instance silent this long is dead; its users leave."
     )
@@ -175,7 +182,7 @@ class Settings(BaseSettings):
 
     @property
     def instance_name(self) -> str:
-        return self.instance_id or f"{self.host}:{self.port}"
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
 
 def load_settings(**overrides: object) -> Settings:

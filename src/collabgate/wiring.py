@@ -16,6 +16,8 @@ from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.audit.trail import AuditTrail
 from collabgate.auth.verifier import TokenVerifier
 from collabgate.bus.memory import InProcessBus
+from collabgate.bus.port import RoomBus
+from collabgate.bus.rabbitmq import RabbitMqBus
 from collabgate.documents.service import DocumentService
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.locks.memory import MemoryLockStore
@@ -57,6 +59,7 @@ class Runtime:
             SqliteDocumentStore(self.database), compaction_threshold=settings.compaction_threshold
         )
         self.redis: aioredis.Redis | None = None
+        self.rabbit_bus: RabbitMqBus | None = None
         self.adapters: dict[str, str] = {}
         self._gateway: Gateway | None = None
 
@@ -78,12 +81,12 @@ class Runtime:
                 locks=locks,
                 documents=self.documents,
                 audit=self.audit,
-                bus=InProcessBus(),
+                bus=self._bus(),
                 sessions=sessions,
             ),
             self.metrics,
         )
-        self.adapters.update(bus="in-process", documents="sqlite", audit="sqlite")
+        self.adapters.update(documents="sqlite", audit="sqlite")
         await self._gateway.start()
         log.info(
             "gateway_started",
@@ -119,6 +122,23 @@ class Runtime:
             RedisLockStore(self.redis, prefix=prefix, guard=guard),
         )
 
+    def _bus(self) -> RoomBus:
+        settings = self.settings
+        if settings.amqp_url is None:
+            self.adapters["bus"] = "in-process"
+            return InProcessBus()
+        self.adapters["bus"] = "rabbitmq"
+        self.rabbit_bus = RabbitMqBus(
+            settings.amqp_url.get_secret_value(),
+            metrics=self.metrics,
+            exchange=settings.amqp_exchange,
+            shards=settings.amqp_shards,
+            confirm=settings.amqp_confirm,
+            prefetch=settings.amqp_prefetch,
+            publish_timeout=settings.amqp_publish_timeout_seconds,
+        )
+        return self.rabbit_bus
+
     async def drain(self) -> None:
         await self.gateway.drain()
 
@@ -153,6 +173,8 @@ class Runtime:
         }
         if self.redis is not None:
             dependencies["redis"] = {"up": await self._redis_answers(), "adapter": "redis"}
+        if self.rabbit_bus is not None:
+            dependencies["rabbitmq"] = {"up": self.rabbit_bus.healthy, "adapter": "rabbitmq"}
         self.metrics.set_dependency("sqlite", self.database.healthy)
         if self.settings.jwt_jwks_url:
             self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)

@@ -14,10 +14,9 @@ already an encoded JSON string that only has to be passed through::
     12      4     length of update (0 when absent)
     16      ...   resource_id, origin_instance, exclude_connection, frame, update
 
-The flags distinguish an absent update from an empty one. The origin comes right after the
-resource id so that a receiver can drop its own events (:func:`origin_of`) without copying the
-frame and update out of the body. A new version number is the way to change the layout; a receiver
-drops versions it does not know (and says so in its log) instead of guessing.
+The flags distinguish an absent update from an empty one. A new version number is the way to
+change the layout; a receiver drops versions it does not know (and says so in its log) instead of
+guessing.
 """
 
 from __future__ import annotations
@@ -56,13 +55,6 @@ def encode(event: RoomEvent) -> bytes:
         VERSION, flags, len(resource_id), len(origin), len(exclude), len(frame), len(update)
     )
     return b"".join((header, resource_id, origin, exclude, frame, update))
-
-
-def origin_of(body: bytes) -> str:
-    """The origin instance of an encoded event, reading only the header and the ids."""
-    _, _, resource_len, origin_len, *_ = _unpack_header(body)
-    start = _HEADER.size + resource_len
-    return _text(body[start : start + origin_len], "origin_instance")
 
 
 def decode(body: bytes) -> RoomEvent:

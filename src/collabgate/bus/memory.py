@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import structlog
+
 from collabgate.bus.port import RoomEvent, RoomEventHandler
+
+log = structlog.get_logger(__name__)
 
 
 class InProcessHub:
@@ -23,8 +27,12 @@ class InProcessBus:
 
     async def publish(self, event: RoomEvent) -> None:
         for instance_id, handler in list(self._hub.handlers.items()):
-            if instance_id != event.origin_instance:
+            if instance_id == event.origin_instance:
+                continue
+            try:
                 await handler(event)
+            except Exception:  # one instance's failure must not reach the publisher or the others
+                log.exception("bus_handler_failed", instance=instance_id)
 
     async def close(self) -> None:
         if self._instance_id is not None:

@@ -33,11 +33,15 @@ a quorum queue)
       instance's queue can hold on the broker until it expires.
 
 Delivery
-    Own events (origin == this instance) are dropped on receipt: every instance receives its own
-    publications because it binds every shard. The handler runs for one message at a time, in
-    queue order (per-room order is preserved), and the message is acked after the handler — a
-    handler exception is logged and the message acked anyway (a poison event must not stall the
-    room or be redelivered forever). ``prefetch`` bounds the unacked messages held locally.
+    Own events are dropped on receipt: every instance receives its own publications because it
+    binds every shard. "Own" is decided by a random sender id carried in the AMQP ``app_id``
+    property, not by the instance id: two processes misconfigured with one instance id (all
+    containers defaulting to ``0.0.0.0:8080``) would otherwise silently drop each other's events;
+    this way they still converge, and the bus logs ``bus_duplicate_instance_id`` once. The
+    handler runs for one message at a time, in queue order (per-room order is preserved), and
+    messages are acked (in batches) only after the handler has run — a handler exception is logged
+    and the message acked anyway (a poison event must not stall the room or be redelivered
+    forever). ``prefetch`` bounds the unacked messages held locally.
 
 Publishing
     With ``confirm=True`` (the default) each publish waits for the broker's confirm: the event has
@@ -163,6 +167,8 @@ class RabbitMqBus:
         }
         self._routing_keys = sharding.all_routing_keys(self._shards)
         self._instance_id: str | None = None
+        self._sender = uuid.uuid4().hex  # tells our own publications from everyone else's
+        self._duplicate_reported = False
         self._handler: RoomEventHandler | None = None
         self._publisher: AbstractRobustConnection | None = None
         self._consumer: AbstractRobustConnection | None = None
@@ -262,6 +268,7 @@ class RabbitMqBus:
             envelope.encode(event),
             content_type=envelope.CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            app_id=self._sender,
         )
         key = sharding.routing_key_for(event.resource_id, self._shards)
         try:
@@ -420,11 +427,26 @@ class RabbitMqBus:
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         """Hand one message to the handler unless it is our own or malformed; never raises."""
+        if message.app_id == self._sender:
+            return  # our own publication, recognised without decoding the body
         try:
-            if envelope.origin_of(message.body) != self._instance_id:
-                await self._run_handler(envelope.decode(message.body))
+            event = envelope.decode(message.body)
         except envelope.EnvelopeError as exc:
             log.warning("bus_event_malformed", error=str(exc), size=len(message.body))
+            return
+        if event.origin_instance == self._instance_id:
+            self._report_duplicate_instance_id()
+        await self._run_handler(event)
+
+    def _report_duplicate_instance_id(self) -> None:
+        if not self._duplicate_reported:
+            self._duplicate_reported = True
+            log.warning(
+                "bus_duplicate_instance_id",
+                instance=self._instance_id,
+                hint="another process publishes with this instance id; give every instance "
+                "its own COLLABGATE_INSTANCE_ID",
+            )
 
     async def _run_handler(self, event: RoomEvent) -> None:
         handler = self._handler
