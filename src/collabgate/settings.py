@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(
         60.0, gt=0, description="Silence after which a socket is closed."
     )
+    websocket_compression: bool = Field(
+        False, description="Negotiate permessage-deflate (costs CPU on every frame; off by default)."
+    )
     send_queue_max_bytes: int = Field(
         8_388_608, ge=65_536, description="Unsent bytes after which a slow reader is dropped."
     )

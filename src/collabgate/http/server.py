@@ -41,6 +41,7 @@ def serve(app: CollabgateApp, settings: Settings) -> None:
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR,
         ws_ping_interval=None,  # the protocol has its own HEARTBEAT
+        ws_per_message_deflate=settings.websocket_compression,
         lifespan="on",
         log_config=None,
         access_log=False,
