@@ -46,12 +46,34 @@ class Settings(BaseSettings):
     )
     redis_socket_timeout_seconds: float = Field(1.0, gt=0, description="Redis call timeout.")
     redis_max_connections: int = Field(100, ge=1, description="Redis connection pool size.")
-    amqp_url: SecretStr | None = Field(None, description="RabbitMQ for room events across instances (default: in process).")
-    amqp_exchange: str = Field("collabgate.rooms", min_length=1, description="Exchange carrying room events.")
-    amqp_shards: int = Field(64, ge=1, le=4096, description="Routing shards; must be equal on every instance.")
+    amqp_url: SecretStr | None = Field(
+        None, description="RabbitMQ for room events across instances (default: in process)."
+    )
+    amqp_exchange: str = Field(
+        "collabgate.rooms", min_length=1, description="Exchange carrying room events."
+    )
+    amqp_shards: int = Field(
+        64, ge=1, le=4096, description="Routing shards; must be equal on every instance."
+    )
     amqp_confirm: bool = Field(True, description="Wait for publisher confirms.")
     amqp_prefetch: int = Field(256, ge=1, description="Unacknowledged deliveries per consumer.")
-    amqp_publish_timeout_seconds: float = Field(1.0, gt=0, description="Longest wait for a publish.")
+    amqp_publish_timeout_seconds: float = Field(
+        1.0, gt=0, description="Longest wait for a publish."
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL for documents and audit (default: SQLite)."
+    )
+    database_pool_min_size: int = Field(1, ge=0, description="PostgreSQL connections kept open.")
+    database_pool_max_size: int = Field(10, ge=1, description="Most PostgreSQL connections.")
+    database_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="PostgreSQL connect timeout."
+    )
+    database_command_timeout_seconds: float = Field(
+        30.0, gt=0, description="PostgreSQL statement timeout."
+    )
+    audit_retention_years: int = Field(
+        10, ge=1, description="Audit months older than this may be dropped."
+    )
     presence_ttl_seconds: float = Field(
         15.0, gt=0, description="An instance silent this long is dead; its users leave."
     )
@@ -113,7 +135,8 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Silence after which a socket is closed."
     )
     websocket_compression: bool = Field(
-        False, description="Negotiate permessage-deflate (costs CPU on every frame; off by default)."
+        False,
+        description="Negotiate permessage-deflate (costs CPU on every frame; off by default).",
     )
     send_queue_max_bytes: int = Field(
         8_388_608, ge=65_536, description="Unsent bytes after which a slow reader is dropped."

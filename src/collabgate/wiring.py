@@ -2,7 +2,8 @@
 
 This is the one module that imports adapters. The core (``collabgate.session``) sees only ports.
 With no URLs set, everything is embedded (memory, in-process bus, SQLite); ``COLLABGATE_REDIS_URL``
-switches sessions, presence and locks to Redis.
+switches sessions, presence and locks to Redis, ``COLLABGATE_AMQP_URL`` the room bus to RabbitMQ and
+``COLLABGATE_DATABASE_URL`` documents and the audit trail to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any
 import structlog
 from redis import asyncio as aioredis
 
+from collabgate.audit.port import AuditStore
+from collabgate.audit.postgres import PostgresAuditStore
 from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.audit.trail import AuditTrail
 from collabgate.auth.verifier import TokenVerifier
 from collabgate.bus.memory import InProcessBus
 from collabgate.bus.port import RoomBus
 from collabgate.bus.rabbitmq import RabbitMqBus
+from collabgate.documents.port import DocumentStore
+from collabgate.documents.postgres import PostgresDocumentStore
 from collabgate.documents.service import DocumentService
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.locks.memory import MemoryLockStore
@@ -33,6 +38,7 @@ from collabgate.sessions.memory import MemorySessionStore
 from collabgate.sessions.port import SessionStore
 from collabgate.sessions.redis import RedisSessionStore
 from collabgate.settings import Settings
+from collabgate.storage.postgres import PostgresDatabase
 from collabgate.storage.sqlite import SqliteDatabase
 
 log = structlog.get_logger(__name__)
@@ -46,21 +52,19 @@ class Runtime:
         self.metrics = Metrics()
         self.verifier = TokenVerifier.from_settings(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database = SqliteDatabase(
-            settings.database_file, max_batch=settings.group_commit_max_batch
-        )
+        self.adapters: dict[str, str] = {}
+        self.database, document_store, audit_store = self._storage()
         self.audit = AuditTrail(
-            SqliteAuditStore(self.database),
+            audit_store,
             max_queue=settings.audit_queue_max,
             spool_path=settings.data_dir / "audit-spool.ndjson",
             on_written=self.metrics.audit_logs_written.inc,
         )
         self.documents = DocumentService(
-            SqliteDocumentStore(self.database), compaction_threshold=settings.compaction_threshold
+            document_store, compaction_threshold=settings.compaction_threshold
         )
         self.redis: aioredis.Redis | None = None
         self.rabbit_bus: RabbitMqBus | None = None
-        self.adapters: dict[str, str] = {}
         self._gateway: Gateway | None = None
 
     @property
@@ -86,14 +90,39 @@ class Runtime:
             ),
             self.metrics,
         )
-        self.adapters.update(documents="sqlite", audit="sqlite")
         await self._gateway.start()
         log.info(
             "gateway_started",
             instance=self.settings.instance_name,
             adapters=self.adapters,
-            database=str(self.settings.database_file),
+            database=self._database_name(),
         )
+
+    def _database_name(self) -> str:
+        if isinstance(self.database, PostgresDatabase):
+            return self.database.url
+        return str(self.settings.database_file)
+
+    def _storage(self) -> tuple[SqliteDatabase | PostgresDatabase, DocumentStore, AuditStore]:
+        settings = self.settings
+        if settings.database_url is None:
+            self.adapters.update(documents="sqlite", audit="sqlite")
+            sqlite = SqliteDatabase(
+                settings.database_file, max_batch=settings.group_commit_max_batch
+            )
+            return sqlite, SqliteDocumentStore(sqlite), SqliteAuditStore(sqlite)
+        self.adapters.update(documents="postgres", audit="postgres")
+        postgres = PostgresDatabase(
+            settings.database_url.get_secret_value(),
+            min_size=settings.database_pool_min_size,
+            max_size=settings.database_pool_max_size,
+            max_batch=settings.group_commit_max_batch,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            command_timeout=settings.database_command_timeout_seconds,
+            metrics=self.metrics,
+            application_name=f"collabgate:{settings.instance_name}",
+        )
+        return postgres, PostgresDocumentStore(postgres), PostgresAuditStore(postgres)
 
     async def _state_adapters(self) -> tuple[SessionStore, PresenceStore, LockStore]:
         settings = self.settings
@@ -162,20 +191,17 @@ class Runtime:
         self.metrics.documents_loaded.set(self.documents.loaded)
 
     async def readiness(self) -> dict[str, Any]:
+        store = self.adapters["documents"]
         dependencies: dict[str, dict[str, Any]] = {
-            "documents": {"up": self.database.healthy, "adapter": "sqlite"},
-            "audit": {
-                "up": self.database.healthy,
-                "adapter": "sqlite",
-                "pending": self.audit.pending,
-            },
+            "documents": {"up": self.database.healthy, "adapter": store},
+            "audit": {"up": self.database.healthy, "adapter": store, "pending": self.audit.pending},
             "auth": {"up": self.verifier.jwks_healthy, "adapter": "jwt"},
         }
         if self.redis is not None:
             dependencies["redis"] = {"up": await self._redis_answers(), "adapter": "redis"}
         if self.rabbit_bus is not None:
             dependencies["rabbitmq"] = {"up": self.rabbit_bus.healthy, "adapter": "rabbitmq"}
-        self.metrics.set_dependency("sqlite", self.database.healthy)
+        self.metrics.set_dependency(store, self.database.healthy)
         if self.settings.jwt_jwks_url:
             self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
         if self._gateway is not None and self._gateway.draining:

@@ -2,7 +2,9 @@
 
 Tests see the port plus a small backend harness that can reach the data behind the adapter's back
 (as an operator with file or superuser access could) and make the store unavailable. To run the
-suite against another adapter (PostgreSQL), add a backend class and its name to ``BACKENDS``.
+suite against another adapter, add a backend class and its name to ``BACKENDS``. The "postgres"
+backend needs a server on COLLABGATE_TEST_DATABASE_URL (see test_postgres_specific.py): without
+one it skips, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 import orjson
 import pytest
 
 from collabgate.audit.chain import GENESIS_HASH, event_fields, link
 from collabgate.audit.port import AuditEvent, AuditEventType, AuditRecord, AuditStore
+from collabgate.audit.postgres import PostgresAuditStore
 from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.audit.trail import AuditTrail
 from collabgate.audit.verify import verify_database, verify_store
 from collabgate.settings import load_settings
+from collabgate.storage.postgres import PostgresDatabase
 from collabgate.storage.sqlite import SqliteDatabase
+from tests.contract.test_postgres_specific import PostgresTestDatabase, dollar_placeholders
 
 TYPES = list(AuditEventType)
 
@@ -36,6 +42,10 @@ class AuditBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    async def destroy(self) -> None:
+        """Remove the backend's data for good (after :meth:`close`)."""
+        ...
 
     def raw(self, sql: str, *params: Any) -> None:
         """Run SQL directly, bypassing the adapter (``?`` placeholders)."""
@@ -69,6 +79,9 @@ class SqliteAuditBackend:
         await self.come_back()
         await self.database.close()
 
+    async def destroy(self) -> None:
+        """The file lives in tmp_path, which pytest removes."""
+
     def raw(self, sql: str, *params: Any) -> None:
         connection = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -92,7 +105,60 @@ class SqliteAuditBackend:
             self._locker = None
 
 
-BACKENDS: dict[str, Callable[[Path], AuditBackend]] = {"sqlite": SqliteAuditBackend}
+class PostgresAuditBackend:
+    """A database of the test's own (cgtest_<uuid>), migrated on first open, dropped at the end.
+
+    An outage is the real thing as the gateway sees it: the database's backends are terminated and
+    new connections refused (the shared server keeps running).
+    """
+
+    refused: type[BaseException] = asyncpg.InsufficientPrivilegeError
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.pg = PostgresTestDatabase()
+        self.database: PostgresDatabase | None = None
+
+    async def open(self) -> AuditStore:
+        if not self.pg.created:
+            await self.pg.create()
+        if self.database is None:
+            self.database = PostgresDatabase(
+                self.pg.url, connect_timeout=2, health_check_interval=None
+            )
+            await self.database.open()
+        return PostgresAuditStore(self.database)
+
+    async def close(self) -> None:
+        await self.come_back()
+        if self.database is not None:
+            await self.database.close()
+            self.database = None
+
+    async def destroy(self) -> None:
+        await self.pg.drop()
+
+    def raw(self, sql: str, *params: Any) -> None:
+        self.pg.execute_sync(dollar_placeholders(sql), *params)
+
+    def drop_guards(self) -> None:
+        for name, table in (
+            ("audit_log_no_update", "audit_log"),
+            ("audit_log_no_delete", "audit_log"),
+            ("audit_head_forward_only", "audit_head"),
+        ):
+            self.raw(f"DROP TRIGGER {name} ON {table}")
+
+    async def go_down(self) -> None:
+        await self.pg.block_connections()
+
+    async def come_back(self) -> None:
+        await self.pg.allow_connections()
+
+
+BACKENDS: dict[str, Callable[[Path], AuditBackend]] = {
+    "sqlite": SqliteAuditBackend,
+    "postgres": PostgresAuditBackend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -101,7 +167,10 @@ async def audit_backend(
 ) -> AsyncIterator[AuditBackend]:
     backend = BACKENDS[request.param](tmp_path)
     yield backend
-    await backend.close()
+    try:
+        await backend.close()
+    finally:
+        await backend.destroy()
 
 
 @pytest.fixture

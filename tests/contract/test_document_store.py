@@ -1,7 +1,9 @@
 """The DocumentStore contract: every adapter passes this same suite.
 
 The tests see only the port plus a small backend harness (open, close, commit count). To run the
-suite against another adapter (PostgreSQL), add a backend class and its name to ``BACKENDS``.
+suite against another adapter, add a backend class and its name to ``BACKENDS``. The "postgres"
+backend needs a server on COLLABGATE_TEST_DATABASE_URL (see test_postgres_specific.py): without
+one it skips, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import pytest
 from pycrdt import Doc, Text
 
 from collabgate.documents.port import DocumentStore, StoredDocument
+from collabgate.documents.postgres import PostgresDocumentStore
 from collabgate.documents.sqlite import SqliteDocumentStore
+from collabgate.storage.postgres import PostgresDatabase
 from collabgate.storage.sqlite import SqliteDatabase
+from tests.contract.test_postgres_specific import PostgresTestDatabase
 
 RESOURCE = "patient:42"
 
@@ -27,6 +32,10 @@ class DocumentBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    async def destroy(self) -> None:
+        """Remove the backend's data for good (after :meth:`close`)."""
+        ...
 
     def commits(self) -> int:
         """Durable commits made so far (one per fsync'd transaction)."""
@@ -51,12 +60,48 @@ class SqliteBackend:
         if self.database is not None:
             await self.database.close()
 
+    async def destroy(self) -> None:
+        """The file lives in tmp_path, which pytest removes."""
+
     def commits(self) -> int:
         assert self.database is not None
         return self.database.commits
 
 
-BACKENDS: dict[str, Callable[[Path], DocumentBackend]] = {"sqlite": SqliteBackend}
+class PostgresBackend:
+    """A database of the test's own (cgtest_<uuid>), migrated on first open, dropped at the end."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.pg = PostgresTestDatabase()
+        self.database: PostgresDatabase | None = None
+        self.store: PostgresDocumentStore | None = None
+
+    async def open(self) -> DocumentStore:
+        if not self.pg.created:
+            await self.pg.create()
+        self.database = PostgresDatabase(self.pg.url, max_batch=2048, health_check_interval=None)
+        await self.database.open()
+        self.store = PostgresDocumentStore(self.database)
+        return self.store
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+        if self.database is not None:
+            await self.database.close()
+
+    async def destroy(self) -> None:
+        await self.pg.drop()
+
+    def commits(self) -> int:
+        assert self.database is not None
+        return self.database.commits
+
+
+BACKENDS: dict[str, Callable[[Path], DocumentBackend]] = {
+    "sqlite": SqliteBackend,
+    "postgres": PostgresBackend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -65,7 +110,10 @@ async def document_backend(
 ) -> AsyncIterator[DocumentBackend]:
     backend = BACKENDS[request.param](tmp_path)
     yield backend
-    await backend.close()
+    try:
+        await backend.close()
+    finally:
+        await backend.destroy()
 
 
 @pytest.fixture

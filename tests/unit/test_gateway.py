@@ -419,3 +419,43 @@ async def test_two_gateways_on_one_bus_relay_updates() -> None:
     probe = Doc()
     probe.apply_update(document.full_state())
     assert str(probe.get("content", type=Text)) == "cross"
+
+
+async def test_a_revision_taken_by_another_instance_is_skipped_not_overwritten() -> None:
+    from collabgate.documents.server_document import ServerDocument
+
+    store = MemoryDocumentStore()
+    service = DocumentService(store, compaction_threshold=1000)
+    first, second = Doc(), Doc()
+    here = await service.get(RESOURCE)
+    # Another instance stored revisions 1 and 2 while this one still believes it is at 0.
+    await store.append(RESOURCE, 1, text_update(second, "there "))
+    await store.append(RESOURCE, 2, text_update(second, "again "))
+    update = text_update(first, "here ")
+    revision = await service.persist(here, service.apply(here, update), update)
+    assert revision == 3
+    stored = await store.load(RESOURCE)
+    assert stored.updates[-1] == update
+    rebuilt = ServerDocument(RESOURCE, stored)
+    probe = Doc()
+    probe.apply_update(rebuilt.full_state())
+    assert sorted(str(probe.get("content", type=Text)).split()) == ["again", "here", "there"]
+
+
+async def test_compaction_is_built_from_storage_not_memory() -> None:
+    store = MemoryDocumentStore()
+    service = DocumentService(store, compaction_threshold=2)
+    local, remote = Doc(), Doc()
+    document = await service.get(RESOURCE)
+    lost_on_the_bus = text_update(remote, "remote ")
+    await store.append(RESOURCE, 1, lost_on_the_bus)  # never reached this instance's memory
+    update = text_update(local, "local ")
+    await service.persist(document, service.apply(document, update), update)
+    update = text_update(local, "more ")
+    await service.persist(document, service.apply(document, update), update)
+    await service.close()
+    stored = await store.load(RESOURCE)
+    assert stored.snapshot is not None
+    probe = Doc()
+    probe.apply_update(stored.snapshot)
+    assert "remote" in str(probe.get("content", type=Text))

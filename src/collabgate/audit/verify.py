@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Protocol, runtime_checkable
 
-from collabgate.audit.chain import ChainVerifier, VerifyReport
+from collabgate.audit.chain import GENESIS_HASH, ChainVerifier, VerifyReport
 from collabgate.audit.port import AuditStore
 from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.settings import Settings
 from collabgate.storage.sqlite import SqliteDatabase
+
+
+@runtime_checkable
+class RetainedAuditStore(Protocol):
+    """A store whose oldest records may have been dropped by retention (PostgreSQL)."""
+
+    async def retention_anchor(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last record dropped by retention, or None if none was."""
+        ...
 
 
 async def verify_store(store: AuditStore, batch: int = 10_000) -> VerifyReport:
@@ -16,11 +26,13 @@ async def verify_store(store: AuditStore, batch: int = 10_000) -> VerifyReport:
 
     The head is read before the records, so rows the store commits while we stream (a live
     gateway) are covered by re-reading it; rows beyond a head that does not move are reported.
-    Memory stays constant whatever the length of the trail.
+    Memory stays constant whatever the length of the trail. When retention has dropped the
+    oldest records, the chain is checked from the retention anchor the store recorded.
     """
-    verifier = ChainVerifier()
+    start_seq, start_hash = await _start(store)
+    verifier = ChainVerifier(start_seq, start_hash)
     head = await store.head()
-    after = 0
+    after = start_seq
     while True:
         after = await _stream(store, verifier, after, batch)
         if verifier.last_seq <= head[0]:
@@ -30,6 +42,15 @@ async def verify_store(store: AuditStore, batch: int = 10_000) -> VerifyReport:
             break
         head = newer
     return verifier.finish(head)
+
+
+async def _start(store: AuditStore) -> tuple[int, str]:
+    """Where the retained chain begins: the retention anchor, else the genesis."""
+    if isinstance(store, RetainedAuditStore):
+        anchor = await store.retention_anchor()
+        if anchor is not None:
+            return anchor
+    return 0, GENESIS_HASH
 
 
 async def _stream(store: AuditStore, verifier: ChainVerifier, after: int, batch: int) -> int:

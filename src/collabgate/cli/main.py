@@ -103,15 +103,61 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is None:
+        raise SettingsError("COLLABGATE_DATABASE_URL is not set (this command needs PostgreSQL)")
+    return settings.database_url.get_secret_value()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from collabgate.storage.migrate import MigrationError, migrate
+
+    url = _database_url(load_settings())
+    try:
+        applied = asyncio.run(migrate(url, revision=args.revision))
+    except MigrationError as exc:
+        print(f"collabgate: migration failed: {exc}", file=sys.stderr)
+        return 1
+    print("applied: " + (", ".join(applied) if applied else "nothing (already up to date)"))
+    return 0
+
+
 def _audit_verify(_: argparse.Namespace) -> int:
+    from collabgate.audit.postgres import verify_postgres
     from collabgate.audit.verify import verify_database
 
-    report = asyncio.run(verify_database(load_settings()))
+    settings = load_settings()
+    if settings.database_url is not None:
+        report = asyncio.run(verify_postgres(settings.database_url.get_secret_value()))
+    else:
+        report = asyncio.run(verify_database(settings))
     for problem in report.problems:
         print(f"audit: {problem}", file=sys.stderr)
     status = "intact" if report.ok else "BROKEN"
     print(f"audit trail {status}: {report.records_checked} records checked")
     return 0 if report.ok else 1
+
+
+def _audit_retention(args: argparse.Namespace) -> int:
+    from collabgate.audit.postgres import PostgresAuditStore
+    from collabgate.storage.postgres import PostgresDatabase
+
+    settings = load_settings()
+    url = _database_url(settings)
+
+    async def run() -> object:
+        database = PostgresDatabase(url, min_size=1, max_size=2, health_check_interval=None)
+        await database.open()
+        try:
+            store = PostgresAuditStore(database)
+            return await store.drop_expired_partitions(
+                settings.audit_retention_years, dry_run=args.dry_run
+            )
+        finally:
+            await database.close()
+
+    print(asyncio.run(run()))
+    return 0
 
 
 if __name__ == "__main__":

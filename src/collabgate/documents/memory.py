@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collabgate.documents.port import StoredDocument
+from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 
 
 class MemoryDocumentStore:
@@ -18,7 +18,7 @@ class MemoryDocumentStore:
     async def append(self, resource_id: str, revision: int, update: bytes) -> None:
         stored = self._documents.get(resource_id, StoredDocument())
         if revision <= stored.revision:
-            raise ValueError(f"revision {revision} of {resource_id} is already stored")
+            raise DuplicateRevisionError(resource_id, revision)
         self._documents[resource_id] = StoredDocument(
             stored.snapshot, stored.snapshot_revision, [*stored.updates, update], revision
         )

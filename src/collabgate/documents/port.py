@@ -22,6 +22,18 @@ class StoredDocument:
         return max(self.last_revision, self.snapshot_revision + len(self.updates))
 
 
+class DuplicateRevisionError(ValueError):
+    """An update with this revision is already stored (or compacted); nothing was overwritten.
+
+    Part of the port: every adapter refuses a duplicate with this error and message.
+    """
+
+    def __init__(self, resource_id: str, revision: int) -> None:
+        super().__init__(f"revision {revision} of {resource_id} is already stored")
+        self.resource_id = resource_id
+        self.revision = revision
+
+
 class DocumentStore(Protocol):
     async def load(self, resource_id: str) -> StoredDocument:
         """The stored document; an empty one when the resource has never been written."""

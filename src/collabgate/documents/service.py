@@ -8,10 +8,13 @@ from collections.abc import Callable
 
 import structlog
 
-from collabgate.documents.port import DocumentStore
+from collabgate.documents.port import DocumentStore, DuplicateRevisionError
 from collabgate.documents.server_document import ServerDocument
 
 log = structlog.get_logger(__name__)
+
+#: Collisions with other instances' revisions tolerated for one update before giving up.
+MAX_REVISION_RETRIES = 8
 
 
 class DocumentService:
@@ -73,28 +76,47 @@ class DocumentService:
         self._last_used[document.resource_id] = time.monotonic()
         return revision
 
-    async def persist(self, document: ServerDocument, revision: int, update: bytes) -> None:
-        """Store ``update`` as ``revision``; returns once it is durable."""
-        await self._store.append(document.resource_id, revision, update)
+    async def persist(self, document: ServerDocument, revision: int, update: bytes) -> int:
+        """Store ``update``; return the revision it was stored as, once it is durable.
+
+        Normally that is ``revision``. With several instances writing one resource, another
+        instance may have stored that number first: the store refuses the duplicate (nothing is
+        overwritten) and the update is stored under the next free revision instead.
+        """
+        for attempt in range(MAX_REVISION_RETRIES):
+            try:
+                await self._store.append(document.resource_id, revision, update)
+                break
+            except DuplicateRevisionError:
+                if attempt == MAX_REVISION_RETRIES - 1:
+                    raise
+                stored = await self._store.load(document.resource_id)
+                document.revision = max(document.revision, stored.revision) + 1
+                revision = document.revision
         if document.updates_since_snapshot >= self._threshold:
             self._compact_in_background(document)
+        return revision
 
     def _compact_in_background(self, document: ServerDocument) -> None:
-        revision = document.revision
-        snapshot = document.full_state()
         document.updates_since_snapshot = 0
-        task = asyncio.get_running_loop().create_task(
-            self._compact(document.resource_id, revision, snapshot)
-        )
+        task = asyncio.get_running_loop().create_task(self._compact(document.resource_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+    async def _compact(self, resource_id: str) -> None:
+        """Fold the stored updates into one snapshot.
+
+        Built from what is stored, not from the in-memory copy: with several instances, that copy
+        may lack an update another instance stored (room events can be lost between instances),
+        and compacting from it would delete that update for good.
+        """
         try:
-            await self._store.compact(resource_id, revision, snapshot)
-        except (
-            Exception
-        ) as exc:  # the update log still holds everything; retry at the next threshold
+            stored = await self._store.load(resource_id)
+            if not stored.updates:
+                return
+            snapshot = ServerDocument(resource_id, stored).full_state()
+            await self._store.compact(resource_id, stored.revision, snapshot)
+        except Exception as exc:  # the update log still holds everything; retry next threshold
             log.warning("compaction_failed", resource_id=resource_id, error=str(exc))
             if self._on_compaction_error is not None:
                 self._on_compaction_error(exc)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import sqlite3
 from functools import partial
 
-from collabgate.documents.port import StoredDocument
+from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 from collabgate.storage.sqlite import SqliteDatabase
+
+# DuplicateRevisionError now lives in the port; re-exported here for existing importers.
+__all__ = ["SCHEMA", "DuplicateRevisionError", "SqliteDocumentStore"]
 
 SCHEMA = (
     # Rowid table: snapshots are large blobs, which WITHOUT ROWID tables store poorly.
@@ -27,15 +30,6 @@ SCHEMA = (
         PRIMARY KEY (resource_id, revision)
     ) WITHOUT ROWID""",
 )
-
-
-class DuplicateRevisionError(ValueError):
-    """An update with this revision is already stored (or compacted); nothing was overwritten."""
-
-    def __init__(self, resource_id: str, revision: int) -> None:
-        super().__init__(f"revision {revision} of {resource_id} is already stored")
-        self.resource_id = resource_id
-        self.revision = revision
 
 
 class SqliteDocumentStore:

@@ -1,0 +1,147 @@
+"""Y.js documents in PostgreSQL: one snapshot per resource plus the updates after it.
+
+Appends go through the ``documents`` lane of the shared group-commit writer
+(:class:`~collabgate.storage.postgres.PostgresDatabase`): all appends queued while a commit is in
+flight are stored by ONE ``INSERT ... SELECT FROM unnest(...)`` in ONE transaction, and each
+returns only once that transaction is committed. A duplicate revision fails its own append only:
+the insert skips it (``ON CONFLICT DO NOTHING`` / covered by the snapshot) and the append gets
+:class:`~collabgate.documents.port.DuplicateRevisionError`, as with SQLite.
+
+Tables (migration 0001): ``document_snapshots (resource_id PK, revision, snapshot)`` and
+``document_updates (resource_id, revision, data, PRIMARY KEY (resource_id, revision))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Final
+
+from collabgate.documents.port import DuplicateRevisionError, StoredDocument
+from collabgate.storage.postgres import Connection, PostgresDatabase
+
+LANE: Final = "documents"
+
+_Append = tuple[str, int, bytes]
+
+#: Stores every item that is neither stored yet nor covered by the snapshot; returns what it stored.
+_INSERT_UPDATES = """
+    INSERT INTO document_updates (resource_id, revision, data)
+    SELECT u.resource_id, u.revision, u.data
+    FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS u(resource_id, revision, data)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM document_snapshots s
+        WHERE s.resource_id = u.resource_id AND s.revision >= u.revision
+    )
+    ON CONFLICT (resource_id, revision) DO NOTHING
+    RETURNING resource_id, revision
+"""
+
+#: One statement, so one snapshot of the data: a compaction can't slip between the two parts.
+_LOAD = """
+    WITH snapshot AS (
+        SELECT revision, snapshot FROM document_snapshots WHERE resource_id = $1
+    )
+    SELECT 0 AS part, revision, snapshot AS data FROM snapshot
+    UNION ALL
+    SELECT 1, u.revision, u.data FROM document_updates u
+    WHERE u.resource_id = $1
+      AND u.revision > coalesce((SELECT revision FROM snapshot), 0)
+    ORDER BY part, revision
+"""
+
+#: Upsert the snapshot unless a newer one is stored, and drop the updates it covers, in one
+#: statement (so in the caller's transaction).
+_COMPACT = """
+    WITH upsert AS (
+        INSERT INTO document_snapshots AS s (resource_id, revision, snapshot)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (resource_id) DO UPDATE
+            SET revision = excluded.revision, snapshot = excluded.snapshot
+            WHERE excluded.revision > s.revision
+    )
+    DELETE FROM document_updates WHERE resource_id = $1 AND revision <= $2
+"""
+
+
+class PostgresDocumentStore:
+    """:class:`~collabgate.documents.port.DocumentStore` on a shared :class:`PostgresDatabase`.
+
+    The database is shared with the audit store and owned by whoever created it: :meth:`close`
+    stops this store and leaves the database open.
+    """
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+        self._closed = False
+
+    async def load(self, resource_id: str) -> StoredDocument:
+        self._check_open()
+        rows = await self._db.read(partial(_load, resource_id))
+        snapshot: bytes | None = None
+        snapshot_revision = 0
+        updates: list[bytes] = []
+        last_revision = 0
+        for part, revision, data in rows:
+            if part == 0:
+                snapshot, snapshot_revision = bytes(data), int(revision)
+            else:
+                updates.append(bytes(data))
+            last_revision = int(revision)
+        return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
+
+    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+        self._check_open()
+        if revision < 1:
+            raise ValueError(f"revision must be at least 1 (got {revision})")
+        item: _Append = (resource_id, revision, bytes(update))
+        await self._db.write_many(_append_many, item, lane=LANE)
+
+    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        """Replace the updates up to ``revision`` by ``snapshot``; an older snapshot is ignored."""
+        self._check_open()
+        await self._db.write(partial(_compact, resource_id, revision, bytes(snapshot)), lane=LANE)
+
+    async def close(self) -> None:
+        """Appends are durable when they return, so there is nothing left to commit here."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the document store is closed")
+
+
+async def _load(resource_id: str, connection: Connection) -> list[tuple[int, int, bytes]]:
+    rows = await connection.fetch(_LOAD, resource_id)
+    return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+
+
+async def _append_many(connection: Connection, items: list[_Append]) -> Sequence[Exception | None]:
+    """Store a batch of appends with one statement; refuse duplicates one by one.
+
+    A revision repeated within the batch is stored once, for its first append; the later ones
+    are refused like any other duplicate.
+    """
+    first: dict[tuple[str, int], int] = {}
+    for index, (resource_id, revision, _) in enumerate(items):
+        first.setdefault((resource_id, revision), index)
+    unique = [items[index] for index in first.values()]
+    rows = await connection.fetch(
+        _INSERT_UPDATES,
+        [resource_id for resource_id, _, _ in unique],
+        [revision for _, revision, _ in unique],
+        [data for _, _, data in unique],
+    )
+    stored = {(str(row[0]), int(row[1])) for row in rows}
+    outcomes: list[Exception | None] = []
+    for index, (resource_id, revision, _) in enumerate(items):
+        key = (resource_id, revision)
+        ok = key in stored and first[key] == index
+        outcomes.append(None if ok else DuplicateRevisionError(resource_id, revision))
+    return outcomes
+
+
+async def _compact(
+    resource_id: str, revision: int, snapshot: bytes, connection: Connection
+) -> None:
+    await connection.execute(_COMPACT, resource_id, revision, snapshot)

@@ -1,0 +1,1 @@
+"""Revision scripts, oldest first (``v0001_*.py``, ``v0002_*.py`` ...)."""
