@@ -111,6 +111,9 @@ _UNAVAILABLE: Final[tuple[type[BaseException], ...]] = (
     pg_errors.InsufficientResourcesError,  # 53: too many connections, disk full, out of memory
     pg_errors.ReadOnlySQLTransactionError,  # 25006: we are talking to a standby after a failover
     pg_errors.InterfaceError,  # "connection is closed" and other client-side connection states
+    # A connection cut while a query was in flight can leave asyncpg's protocol mid-operation
+    # ("cannot switch to state …"): that connection is unusable, the database may be fine.
+    pg_errors.InternalClientError,
 )
 
 
