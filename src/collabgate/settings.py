@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     )
     shutdown_timeout_seconds: float = Field(10.0, gt=0, description="Longest drain on SIGTERM.")
 
+    # --- demo ------------------------------------------------------------------------------------
+    demo_enabled: bool | None = Field(
+        None, description="Serve /demo (and its dev-token route); unset = only with DEV_KEYS."
+    )
+
     # --- logging -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level logged."

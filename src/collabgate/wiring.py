@@ -187,8 +187,12 @@ class Runtime:
         log.info("gateway_stopped", instance=self.settings.instance_name)
 
     def refresh_gauges(self) -> None:
+        """Gauges read at scrape time, so every scrape has them (not only /ready's callers)."""
         self.metrics.audit_buffer.set(self.audit.pending)
         self.metrics.documents_loaded.set(self.documents.loaded)
+        self.metrics.set_dependency(self.adapters["documents"], self.database.healthy)
+        if self.settings.jwt_jwks_url:
+            self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
 
     async def readiness(self) -> dict[str, Any]:
         store = self.adapters["documents"]
@@ -201,9 +205,7 @@ class Runtime:
             dependencies["redis"] = {"up": await self._redis_answers(), "adapter": "redis"}
         if self.rabbit_bus is not None:
             dependencies["rabbitmq"] = {"up": self.rabbit_bus.healthy, "adapter": "rabbitmq"}
-        self.metrics.set_dependency(store, self.database.healthy)
-        if self.settings.jwt_jwks_url:
-            self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
+        self.refresh_gauges()
         if self._gateway is not None and self._gateway.draining:
             overall = "draining"
         elif all(status["up"] for status in dependencies.values()):

@@ -641,7 +641,7 @@ def test_shard_of_is_stable_across_processes() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"\x01", b"\x02" + bytes(15), envelope.encode(event("a", "x"))[:-1], bytes(16)],
+    [b"", b"\x01", b"\x03" + bytes(19), envelope.encode(event("a", "x"))[:-1], bytes(16)],
     ids=["empty", "short", "unknown-version", "truncated", "zero-version"],
 )
 def test_malformed_envelopes_are_rejected(body: bytes) -> None:
@@ -653,3 +653,14 @@ def test_envelope_round_trip() -> None:
     original = RoomEvent("patient:ü", "host-1:8080", "frame ⚕", b"\x00\x01\xff", "conn-9")
     body = envelope.encode(original)
     assert envelope.decode(body) == original
+    with_yjs = RoomEvent("patient:1", "host-1:8080", "", None, None, yjs_frame=b"\x01\x02\x00")
+    assert envelope.decode(envelope.encode(with_yjs)) == with_yjs
+
+
+def test_version_1_envelopes_from_the_previous_release_are_still_read() -> None:
+    import struct
+
+    fields = (b"patient:1", b"old-host:8080", b"", "frame".encode(), b"\x07")
+    header = struct.pack(">BBHHHII", 1, 0x01, *(len(f) for f in fields))
+    decoded = envelope.decode(header + b"".join(fields))
+    assert decoded == RoomEvent("patient:1", "old-host:8080", "frame", b"\x07", None)

@@ -350,7 +350,13 @@ async def test_logs_are_ndjson_without_tokens_or_content(
         entry.get("event") == "connection_opened" and entry.get("connection_id")
         for entry in json_lines
     )
+    query_token = gateway.token("querylogger")
+    async with websockets.connect(f"{gateway.ws_url}?token={query_token}") as ws:
+        assert (await next_frame(ws))["type"] == "CONNECTED"
+    await asyncio.to_thread(gateway.wait_for_log, '"user_id":"querylogger"', 10)
     everything = "\n".join(gateway.lines)
     assert token not in everything
+    assert query_token not in everything
+    assert "token=[redacted]" in everything
     assert "SECRET-DIAGNOSIS" not in everything
     assert all(line.startswith("{") for line in gateway.lines if line.strip())

@@ -54,8 +54,8 @@ class Notification:
         if kind == "pagerduty":
             dedup_key = str(body.get("dedup_key", ""))
             summary = str((body.get("payload") or {}).get("summary", ""))
-            if summary:
-                dedup_names[dedup_key] = summary.split()[0].rstrip(":")
+            if summary:  # a resolve carries no summary: name it after the incident's first trigger
+                dedup_names.setdefault(dedup_key, summary.split()[0].rstrip(":"))
             action = body.get("event_action")
             status = {"trigger": "firing", "resolve": "resolved"}.get(str(action))
             return cls(kind, now, body, dedup_names.get(dedup_key), status)

@@ -19,6 +19,10 @@ class RoomEvent:
     frame: str  # the encoded frame, sent as is to the room's local connections
     update: bytes | None = None  # for Y_UPDATE: applied to the receiving instance's document
     exclude_connection: str | None = None  # the sender, who must not get its own event back
+    #: The y-websocket (``/yjs``) form of the event when it cannot be derived from the others:
+    #: awareness. A Y_UPDATE's is built from ``update``; an event without one has ``None``.
+    #: ``frame`` is ``""`` when the event has no JSON form (an awareness renewal for /yjs peers).
+    yjs_frame: bytes | None = None
 
 
 RoomEventHandler = Callable[[RoomEvent], Awaitable[None]]

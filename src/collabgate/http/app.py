@@ -1,4 +1,5 @@
-"""The ASGI application: `/ws`, `/health`, `/ready`, `/metrics` over one running :class:`Runtime`."""
+"""The ASGI application: `/ws`, `/yjs/…`, `/health`, `/ready`, `/metrics` (and `/demo` when
+enabled) over one running :class:`Runtime`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from collabgate.http.demo import demo_enabled, demo_routes
 from collabgate.http.websocket import WebSocketEndpoint
+from collabgate.http.yjs import PREFIX as YJS_PREFIX
+from collabgate.http.yjs import YjsEndpoint
 from collabgate.settings import Settings
 from collabgate.wiring import Runtime
 
@@ -25,25 +29,33 @@ class CollabgateApp:
         self.settings = settings
         self.runtime = Runtime(settings)
         self._endpoint: WebSocketEndpoint | None = None
+        self._yjs_endpoint: YjsEndpoint | None = None
         self.http = Starlette(
             routes=[
                 Route("/health", self._health),
                 Route("/ready", self._ready),
                 Route("/metrics", self._metrics),
+                *(demo_routes(settings) if demo_enabled(settings) else []),
             ],
             lifespan=self._lifespan,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws" and self._endpoint is not None:
-            await self._endpoint(scope, receive, send)
-        else:
-            await self.http(scope, receive, send)
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            if path == "/ws" and self._endpoint is not None:
+                await self._endpoint(scope, receive, send)
+                return
+            if path.startswith(YJS_PREFIX) and self._yjs_endpoint is not None:
+                await self._yjs_endpoint(scope, receive, send)
+                return
+        await self.http(scope, receive, send)
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
         await self.runtime.start()
         self._endpoint = WebSocketEndpoint(self.runtime.gateway, self.runtime.verifier)
+        self._yjs_endpoint = YjsEndpoint(self.runtime.gateway, self.runtime.verifier)
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -26,10 +27,20 @@ REDACTED_KEYS = frozenset(
 )
 
 
+#: A token in a URL's query string, as servers log handshake and request lines.
+_TOKEN_IN_TEXT = re.compile(r"((?:access_)?token=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event_dict):
+    for key, value in list(event_dict.items()):
         if key.lower() in REDACTED_KEYS:
             event_dict[key] = "[redacted]"
+        elif isinstance(value, str) and "token=" in value.lower():
+            event_dict[key] = redact_text(value)
     return event_dict
 
 
@@ -66,7 +77,7 @@ class _StdlibJsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return _dumps(
             {
-                "event": record.getMessage(),
+                "event": redact_text(record.getMessage()),
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),

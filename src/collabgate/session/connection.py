@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 
 from collabgate.auth.principal import Principal
 from collabgate.errors import PermissionDenied, ResourceNotJoined
-from collabgate.session.outbox import Outbox
+from collabgate.session.outbox import Codec, Frame, Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,10 @@ class Connection:
     """State of one socket, independent of how its bytes travel."""
 
     __slots__ = (
+        "awareness_clock",
+        "awareness_id",
         "close_request",
+        "codec",
         "id",
         "joined",
         "last_seen",
@@ -52,9 +56,16 @@ class Connection:
     )
 
     def __init__(
-        self, connection_id: str, principal: Principal, outbox: Outbox, rate: TokenBucket
+        self,
+        connection_id: str,
+        principal: Principal,
+        outbox: Outbox,
+        rate: TokenBucket,
+        codec: Codec = "json",
     ) -> None:
         self.id = connection_id
+        #: ``json`` (``/ws``: text frames) or ``yjs`` (``/yjs``: y-websocket binary frames).
+        self.codec: Codec = codec
         self.principal = principal
         self.outbox = outbox
         self.rate = rate
@@ -62,12 +73,26 @@ class Connection:
         self.opened_at = time.monotonic()
         self.last_seen = self.opened_at
         self.close_request: CloseRequest | None = None
+        #: The awareness client id this connection speaks for: the first one a ``/yjs`` peer
+        #: announces, or one derived from the connection id for a ``/ws`` peer (whose AWARENESS
+        #: frames reach ``/yjs`` peers as that client); ``awareness_clock`` counts the latter.
+        self.awareness_id: int | None = (
+            zlib.crc32(connection_id.encode()) if codec == "json" else None
+        )
+        self.awareness_clock = 0
 
     @property
     def user_id(self) -> str:
         return self.principal.user_id
 
-    def send(self, frame: str) -> bool:
+    @property
+    def resource_id(self) -> str:
+        """The one resource of a ``/yjs`` connection (joined when it opened)."""
+        for resource_id in self.joined:
+            return resource_id
+        raise ResourceNotJoined("this connection has left its resource")
+
+    def send(self, frame: Frame) -> bool:
         return self.outbox.push(frame)
 
     def request_close(self, code: int, reason: str) -> None:

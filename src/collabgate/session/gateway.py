@@ -1,8 +1,11 @@
 """The gateway core: what every request does to rooms, documents, locks and the audit trail.
 
-No sockets here. An endpoint authenticates, calls :meth:`Gateway.open`, feeds each frame to
-:meth:`Gateway.receive` and writes out what lands in the connection's outbox. The ports (presence,
-locks, documents, audit, bus) are injected; the core never imports an adapter.
+No sockets here. An endpoint authenticates, calls :meth:`Gateway.open` (``/ws``) or
+:meth:`Gateway.open_yjs` (``/yjs``), feeds each frame to :meth:`Gateway.receive` or
+:meth:`Gateway.receive_yjs` and writes out what lands in the connection's outbox. Both codecs
+reach the same room, document, presence, audit and metrics paths; a broadcast is an
+:class:`~collabgate.session.outbox.Outgoing` encoded at most once per codec. The ports
+(presence, locks, documents, audit, bus) are injected; the core never imports an adapter.
 """
 
 from __future__ import annotations
@@ -16,19 +19,23 @@ from typing import Any
 
 import orjson
 import structlog
+from pycrdt import merge_updates
 
 from collabgate.audit.port import AuditEvent, AuditEventType, AuditSink
 from collabgate.auth.principal import Principal, Role
 from collabgate.bus.port import RoomBus, RoomEvent
+from collabgate.documents.server_document import ServerDocument
 from collabgate.documents.service import DocumentService
 from collabgate.errors import (
     ConnectionTimeout,
     GatewayError,
     InternalServerError,
+    InvalidMode,
     InvalidPayload,
     LockConflict,
     LockNotHeld,
     MaxConnectionsExceeded,
+    MessageTooLarge,
     PermissionDenied,
     RateLimitExceeded,
     ResourceAlreadyJoined,
@@ -39,7 +46,7 @@ from collabgate.errors import (
 from collabgate.locks.port import WHOLE_RESOURCE, Denied, Lock, LockStore
 from collabgate.ops.metrics import Metrics
 from collabgate.presence.port import Member, PresenceStore
-from collabgate.protocol import outbound
+from collabgate.protocol import outbound, yjs
 from collabgate.protocol.inbound import (
     Awareness,
     Heartbeat,
@@ -53,16 +60,31 @@ from collabgate.protocol.inbound import (
     YUpdate,
     parse_request,
 )
-from collabgate.protocol.resource_ids import resource_type_of
+from collabgate.protocol.resource_ids import resource_type_of, validate_resource_id
 from collabgate.session.connection import Connection, TokenBucket
-from collabgate.session.outbox import Outbox
+from collabgate.session.outbox import Codec, Outbox, Outgoing
 from collabgate.sessions.port import SessionStore
 from collabgate.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 CLOSE_GOING_AWAY_RESTART = 1012
+MAX_RESOURCE_TYPE_LABELS = 20
 CLOSE_POLICY = 1008
+CLOSE_INVALID_DATA = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+#: /yjs errors that refuse one message and keep the socket (sent as a permission-denied auth
+#: message); any other error closes it, and the y-websocket client reconnects and resyncs.
+_YJS_REFUSALS = (PermissionDenied, LockConflict)
+_YJS_CLOSE_CODES: dict[type[GatewayError], int] = {
+    RateLimitExceeded: CLOSE_POLICY,
+    MessageTooLarge: CLOSE_TOO_BIG,
+    InvalidPayload: CLOSE_INVALID_DATA,
+    ServiceUnavailable: CLOSE_TRY_AGAIN_LATER,
+}
 
 
 def now_ms() -> int:
@@ -103,9 +125,17 @@ class Gateway:
         self.connections: dict[str, Connection] = {}
         self._by_user: dict[str, set[str]] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
+        #: Latest awareness per client, for rooms with a local connection (see protocol.yjs).
+        self._awareness: dict[str, yjs.AwarenessRoom] = {}
+        #: Local /yjs connections per room, and the updates waiting for this loop turn's flush.
+        self._yjs_peers: dict[str, int] = {}
+        self._yjs_pending: dict[str, list[tuple[bytes, str | None]]] = {}
+        #: A /yjs peer silent this long gets a query-awareness, whose answer shows it is alive.
+        self.yjs_probe_after_seconds = min(10.0, settings.heartbeat_timeout_seconds / 4)
         self._release_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
+        self._resource_type_labels: set[str] = set()
         self._all_closed = asyncio.Event()
         self._handlers: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
             Heartbeat: self._heartbeat,
@@ -116,7 +146,15 @@ class Gateway:
             LockAcquire: self._lock_acquire,
             LockExtend: self._lock_extend,
             LockRelease: self._lock_release,
-            Awareness: self._awareness,
+            Awareness: self._awareness_from_json,
+        }
+        self._yjs_handlers: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+            yjs.SyncStep1: self._yjs_sync_step1,
+            yjs.SyncStep2: self._yjs_update,
+            yjs.SyncUpdate: self._yjs_update,
+            yjs.AwarenessMessage: self._yjs_awareness,
+            yjs.QueryAwareness: self._yjs_query_awareness,
+            yjs.AuthMessage: self._yjs_ignore,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,6 +169,10 @@ class Gateway:
         self._spawn(
             self._every(self.presence.heartbeat_interval_seconds, self._reap_dead_instances)
         )
+        self._spawn(self._every(self.yjs_probe_after_seconds / 2, self._probe_quiet_yjs_peers))
+        self._spawn(
+            self._every(yjs.AWARENESS_OUTDATED_SECONDS / 2, self._renew_json_awareness_for_yjs)
+        )
 
     async def drain(self) -> None:
         """Stop taking connections, tell every client to reconnect elsewhere, close them."""
@@ -138,7 +180,8 @@ class Gateway:
         self.metrics.up.set(0)
         frame = outbound.encode(outbound.server_shutdown(self.settings.shutdown_reconnect_after_ms))
         for connection in list(self.connections.values()):
-            connection.send(frame)
+            if connection.codec == "json":  # y-websocket has no such message: the close says it
+                connection.send(frame)
             connection.request_close(CLOSE_GOING_AWAY_RESTART, "server shutting down")
 
     async def wait_all_closed(self, within_seconds: float) -> bool:
@@ -161,14 +204,15 @@ class Gateway:
         await self.bus.close()
 
     # ------------------------------------------------------------------ connections
-    async def open(self, principal: Principal) -> Connection:
-        """Register an authenticated connection and queue its CONNECTED frame."""
+    async def open(self, principal: Principal, codec: Codec = "json") -> Connection:
+        """Register an authenticated connection; a ``/ws`` one gets its CONNECTED frame."""
         self._check_capacity(principal.user_id)
         connection = Connection(
             uuid.uuid4().hex,
             principal,
             Outbox(self.settings.send_queue_max_bytes),
             TokenBucket(self.settings.rate_limit_per_second, self.settings.rate_limit_burst),
+            codec,
         )
         await self._register_session(connection)
         self.connections[connection.id] = connection
@@ -177,8 +221,15 @@ class Gateway:
         self.metrics.connections.set(len(self.connections))
         self.metrics.connections_opened.inc()
         self._audit(
-            AuditEventType.USER_CONNECTED, connection, details={"role": principal.role.value}
+            AuditEventType.USER_CONNECTED,
+            connection,
+            details={
+                "role": principal.role.value,
+                **({"protocol": codec} if codec == "yjs" else {}),
+            },
         )
+        if codec == "yjs":
+            return connection
         connection.send(
             outbound.encode(
                 outbound.connected(
@@ -193,6 +244,34 @@ class Gateway:
                 )
             )
         )
+        return connection
+
+    async def open_yjs(
+        self, principal: Principal, resource_id: str, mode: str | None = None
+    ) -> Connection:
+        """Register a ``/yjs`` connection and join its one resource, as JOIN_RESOURCE would.
+
+        ``mode`` defaults to editor when the role may edit, else viewer. The peer is greeted
+        the way y-websocket's own server greets it: our SyncStep1 (so it sends what we lack)
+        and the awareness states of the room. A refused join closes the connection again.
+        """
+        validate_resource_id(resource_id, "resourceId")
+        chosen = mode or ("editor" if principal.role.can_edit else "viewer")
+        if chosen not in ("editor", "viewer"):
+            raise InvalidMode("mode must be 'editor' or 'viewer'")
+        connection = await self.open(principal, codec="yjs")
+        try:
+            document, member, first_for_user = await self._enter_room(
+                connection, resource_id, chosen, None
+            )
+        except BaseException:
+            await self.close(connection, "rejected")
+            raise
+        connection.send(yjs.sync_step1(document.state_vector()))
+        states = self._awareness_room(resource_id).live_entries()
+        if states:
+            connection.send(yjs.awareness_message(yjs.encode_awareness(states)))
+        await self._announce_join(connection, resource_id, member, first_for_user)
         return connection
 
     def _check_capacity(self, user_id: str) -> None:
@@ -292,13 +371,71 @@ class Gateway:
             self.metrics.received_by_type[kind].inc()
             self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
 
+    async def receive_yjs(self, connection: Connection, frame: str | bytes) -> None:
+        """Handle one y-websocket message; same limits, metrics and error paths as /ws.
+
+        Metrics count a SyncStep1 as ``SYNC``, a SyncStep2 or Update as ``Y_UPDATE`` and
+        awareness and query-awareness as ``AWARENESS``: the same operations as on /ws.
+        """
+        started = time.perf_counter()
+        connection.last_seen = time.monotonic()
+        kind = "INVALID"
+        try:
+            if not connection.rate.take(connection.last_seen):
+                raise RateLimitExceeded(
+                    f"more than {self.settings.rate_limit_per_second:g} messages per second"
+                )
+            message = self._decode_yjs(frame)
+            kind = _YJS_TYPE_NAMES[type(message)]
+            await self._yjs_handlers[type(message)](connection, message)
+        except GatewayError as exc:
+            self._send_error(connection, exc, None)
+        except self._unavailable as exc:
+            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
+            self._send_error(
+                connection, ServiceUnavailable("a backing service is unavailable; retry"), None
+            )
+        except Exception:
+            log.exception("request_failed", connection_id=connection.id, type=kind)
+            self._send_error(connection, InternalServerError("internal error"), None)
+        finally:
+            self.metrics.received_by_type[kind].inc()
+            self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
+
+    def _decode_yjs(self, frame: str | bytes) -> yjs.YjsMessage:
+        if isinstance(frame, str):
+            raise InvalidPayload("y-websocket messages travel in binary frames")
+        if len(frame) > self.settings.max_frame_bytes:
+            raise MessageTooLarge(
+                f"message of {len(frame)} bytes; the limit is {self.settings.max_frame_bytes}"
+            )
+        return yjs.decode_message(frame)
+
     def _send_error(self, connection: Connection, error: GatewayError, ref: str | None) -> None:
         self.metrics.errors_by_code[error.code].inc()
-        self._reply(connection, outbound.error(error, ref))
+        if connection.codec == "yjs":
+            self._send_yjs_error(connection, error)
+        else:
+            self._reply(connection, outbound.error(error, ref))
         if isinstance(error, PermissionDenied):
             self._audit(
                 AuditEventType.PERMISSION_DENIED, connection, details={"reason": error.message}
             )
+
+    @staticmethod
+    def _send_yjs_error(connection: Connection, error: GatewayError) -> None:
+        """y-websocket knows one error, permission denied; any other closes the socket.
+
+        A refused edit stays in the client's document (y-websocket logs the reason). After any
+        other error the client may hold an update we did not apply, so it is disconnected: it
+        reconnects and the SyncStep1/SyncStep2 exchange closes the gap.
+        """
+        reason = f"{error.code} {error.type}: {error.message}"
+        if isinstance(error, _YJS_REFUSALS):
+            connection.send(yjs.permission_denied(reason))
+        elif error.close_code is None or error.close_code < 4000:
+            code = error.close_code or _YJS_CLOSE_CODES.get(type(error), CLOSE_INTERNAL_ERROR)
+            connection.request_close(code, reason.encode()[:120].decode(errors="ignore"))
 
     def _reply(self, connection: Connection, frame: outbound.Frame) -> None:
         if connection.send(outbound.encode(frame)):
@@ -309,22 +446,9 @@ class Gateway:
 
     async def _join(self, connection: Connection, request: JoinResource) -> None:
         resource_id = request.resource_id
-        if resource_id in connection.joined:
-            raise ResourceAlreadyJoined(f"{resource_id} is already joined on this connection")
-        if len(connection.joined) >= self.settings.max_joined_resources:
-            raise InvalidPayload(
-                f"a connection may join at most {self.settings.max_joined_resources} resources"
-            )
-        self._check_resource_type(request)
-        self._check_mode(connection.principal, request.mode)
-        document = await self.documents.get(resource_id)
-        if await self._room_is_full_for(resource_id, connection.user_id):
-            raise RoomFull(f"{resource_id} already has {self.settings.room_max_users} users")
-        member = self._member(connection, request.mode)
-        first_for_user = await self.presence.add(resource_id, member)
-        connection.joined[resource_id] = request.mode
-        self._rooms.setdefault(resource_id, {})[connection.id] = connection
-        self._update_room_gauges()
+        document, member, first_for_user = await self._enter_room(
+            connection, resource_id, request.mode, request.resource_type
+        )
         members = await self.presence.members(resource_id)
         locks = await self.locks.locks(resource_id, self._now())
         self._reply(
@@ -339,11 +463,40 @@ class Gateway:
                 locks=[lock.to_wire() for lock in locks],
             ),
         )
+        await self._announce_join(connection, resource_id, member, first_for_user)
+
+    async def _enter_room(
+        self, connection: Connection, resource_id: str, mode: str, resource_type: str | None
+    ) -> tuple[ServerDocument, Member, bool]:
+        """Check and record a join (both codecs); True when it is the user's first here."""
+        if resource_id in connection.joined:
+            raise ResourceAlreadyJoined(f"{resource_id} is already joined on this connection")
+        if len(connection.joined) >= self.settings.max_joined_resources:
+            raise InvalidPayload(
+                f"a connection may join at most {self.settings.max_joined_resources} resources"
+            )
+        self._check_resource_type(resource_id, resource_type)
+        self._check_mode(connection.principal, mode)
+        document = await self.documents.get(resource_id)
+        if await self._room_is_full_for(resource_id, connection.user_id):
+            raise RoomFull(f"{resource_id} already has {self.settings.room_max_users} users")
+        member = self._member(connection, mode)
+        first_for_user = await self.presence.add(resource_id, member)
+        connection.joined[resource_id] = mode
+        self._rooms.setdefault(resource_id, {})[connection.id] = connection
+        if connection.codec == "yjs":
+            self._yjs_peers[resource_id] = self._yjs_peers.get(resource_id, 0) + 1
+        self._update_room_gauges()
+        return document, member, first_for_user
+
+    async def _announce_join(
+        self, connection: Connection, resource_id: str, member: Member, first_for_user: bool
+    ) -> None:
         if first_for_user:
             await self._broadcast(
                 resource_id, outbound.user_joined(resource_id, member.to_wire()), connection.id
             )
-        self._audit(AuditEventType.RESOURCE_JOINED, connection, resource_id, {"mode": request.mode})
+        self._audit(AuditEventType.RESOURCE_JOINED, connection, resource_id, {"mode": member.mode})
 
     def _member(self, connection: Connection, mode: str) -> Member:
         return Member(
@@ -355,14 +508,14 @@ class Gateway:
             name=connection.principal.name,
         )
 
-    def _check_resource_type(self, request: JoinResource) -> None:
+    def _check_resource_type(self, resource_id: str, requested_type: str | None) -> None:
         allowed = self.settings.resource_types
-        resource_type = resource_type_of(request.resource_id)
+        resource_type = resource_type_of(resource_id)
         if allowed and resource_type not in allowed:
             raise ResourceNotFound(f"resource type {resource_type!r} is not served here")
-        if request.resource_type is not None and request.resource_type != resource_type:
+        if requested_type is not None and requested_type != resource_type:
             raise ResourceNotFound(
-                f"resourceType {request.resource_type!r} does not match the id's type {resource_type!r}"
+                f"resourceType {requested_type!r} does not match the id's type {resource_type!r}"
             )
 
     @staticmethod
@@ -384,11 +537,15 @@ class Gateway:
     async def _leave_room(self, connection: Connection, resource_id: str, reason: str) -> None:
         connection.joined.pop(resource_id, None)
         room = self._rooms.get(resource_id)
-        if room is not None:
-            room.pop(connection.id, None)
+        if room is not None and room.pop(connection.id, None) is not None:
             if not room:
                 del self._rooms[resource_id]
+            if connection.codec == "yjs":
+                self._yjs_peers[resource_id] -= 1
+                if not self._yjs_peers[resource_id]:
+                    del self._yjs_peers[resource_id]
         self._update_room_gauges()
+        await self._forget_awareness(connection, resource_id)
         try:
             _, last_for_user = await self.presence.remove(resource_id, connection.id)
         except self._unavailable as exc:
@@ -403,25 +560,30 @@ class Gateway:
         self._audit(AuditEventType.RESOURCE_LEFT, connection, resource_id, {"reason": reason})
 
     async def _update(self, connection: Connection, request: YUpdate) -> None:
-        resource_id = request.resource_id
+        revision = await self._apply_update(connection, request.resource_id, request.update)
+        self._reply(connection, outbound.y_update_ack(request.ref, request.resource_id, revision))
+
+    async def _apply_update(self, connection: Connection, resource_id: str, update: bytes) -> int:
+        """Apply, relay, store and audit one update (both codecs); return once it is durable."""
         connection.require_editor(resource_id)
         await self._refuse_if_locked_by_other(connection, resource_id)
         document = await self.documents.get(resource_id)
-        revision = self.documents.apply(document, request.update)
-        # Peers see the edit at once; the sender's ACK waits until it is durable.
+        revision = self.documents.apply(document, update)
+        # Peers see the edit at once; the sender's ACK (on /ws) waits until it is durable.
         frame = outbound.encode(
-            outbound.y_update(resource_id, request.update, revision, connection.user_id)
+            outbound.y_update(resource_id, update, revision, connection.user_id)
         )
-        await self._broadcast_encoded(resource_id, frame, connection.id, update=request.update)
-        await self.documents.persist(document, revision, request.update)
-        self.metrics.update_bytes.observe(len(request.update))
-        self._reply(connection, outbound.y_update_ack(request.ref, resource_id, revision))
+        await self._broadcast_outgoing(resource_id, Outgoing(frame), connection.id, update=update)
+        # Another instance may have taken that revision: the update is stored under the next.
+        revision = await self.documents.persist(document, revision, update)
+        self.metrics.update_bytes.observe(len(update))
         self._audit(
             AuditEventType.DOCUMENT_UPDATED,
             connection,
             resource_id,
-            {"revision": revision, "bytes": len(request.update)},
+            {"revision": revision, "bytes": len(update)},
         )
+        return revision
 
     async def _refuse_if_locked_by_other(self, connection: Connection, resource_id: str) -> None:
         for lock in await self.locks.locks(resource_id, self._now()):
@@ -532,52 +694,226 @@ class Gateway:
         self._reply(connection, outbound.lock_released(request.ref, lock.resource_id, lock.target))
         await self._announce_unlocked(lock, "released", exclude=connection.id)
 
-    async def _awareness(self, connection: Connection, request: Awareness) -> None:
-        connection.mode_in(request.resource_id)
-        size = len(orjson.dumps(request.state))
-        if size > self.settings.max_awareness_bytes:
+    async def _awareness_from_json(self, connection: Connection, request: Awareness) -> None:
+        """Relay a /ws AWARENESS; /yjs peers get it as the connection's own awareness client."""
+        resource_id = request.resource_id
+        connection.mode_in(resource_id)
+        state = orjson.dumps(request.state)
+        if len(state) > self.settings.max_awareness_bytes:
             raise InvalidPayload(
-                f"state is {size} bytes; awareness states are limited to {self.settings.max_awareness_bytes}"
+                f"state is {len(state)} bytes; awareness states are limited to {self.settings.max_awareness_bytes}"
             )
-        await self._broadcast(
-            request.resource_id,
-            outbound.awareness(request.resource_id, connection.user_id, request.state),
-            connection.id,
+        assert connection.awareness_id is not None  # every /ws connection has one
+        connection.awareness_clock += 1
+        entry = yjs.AwarenessEntry(connection.awareness_id, connection.awareness_clock, state)
+        self._awareness_room(resource_id).apply([entry], connection.id, connection.awareness_id)
+        outgoing = Outgoing(
+            outbound.encode(outbound.awareness(resource_id, connection.user_id, request.state)),
+            yjs.awareness_message(yjs.encode_awareness([entry])),
         )
+        await self._broadcast_outgoing(resource_id, outgoing, connection.id)
+
+    def _awareness_room(self, resource_id: str) -> yjs.AwarenessRoom:
+        room = self._awareness.get(resource_id)
+        if room is None:
+            room = self._awareness[resource_id] = yjs.AwarenessRoom()
+        return room
+
+    async def _forget_awareness(self, connection: Connection, resource_id: str) -> None:
+        """Tell the room that a leaving connection's awareness clients are gone."""
+        table = self._awareness.get(resource_id)
+        if table is None:
+            return
+        removed = table.remove_owned_by(connection.id)
+        if resource_id not in self._rooms:
+            del self._awareness[resource_id]  # nobody left here to answer a query-awareness for
+        if not removed:
+            return
+        own = any(entry.client_id == connection.awareness_id for entry in removed)
+        json_text = (
+            outbound.encode(_awareness_frame(resource_id, connection.user_id, None))
+            if own
+            else None
+        )
+        frame = yjs.awareness_message(yjs.encode_awareness(removed))
+        await self._broadcast_outgoing(resource_id, Outgoing(json_text, frame), connection.id)
+
+    # ------------------------------------------------------------------ /yjs messages
+    async def _yjs_sync_step1(self, connection: Connection, message: yjs.SyncStep1) -> None:
+        """Answer with SyncStep2: exactly what the peer's state vector says it lacks."""
+        document = await self.documents.get(connection.resource_id)
+        missing = document.missing_from(message.state_vector)
+        if connection.send(yjs.sync_step2(missing)):
+            self.metrics.messages_sent.inc()
+
+    async def _yjs_update(
+        self, connection: Connection, message: yjs.SyncStep2 | yjs.SyncUpdate
+    ) -> None:
+        """SyncStep2 and Update are both updates: the same core path as Y_UPDATE.
+
+        The empty update every peer answers our SyncStep1 with when it has nothing new is
+        dropped here, so it costs no revision, write or audit record, and a viewer's
+        y-websocket is not told "permission denied" for merely connecting.
+        """
+        if message.update == yjs.EMPTY_UPDATE:
+            return
+        await self._apply_update(connection, connection.resource_id, message.update)
+
+    async def _yjs_awareness(self, connection: Connection, message: yjs.AwarenessMessage) -> None:
+        """Relay the entries that are news to the room, to every peer including the sender.
+
+        Echoing to the sender is what y-websocket's own server does and what its client relies
+        on: it reconnects after 30 s without a message, and its awareness renewal every 15 s
+        comes back as one. /ws peers get the sender's own client as AWARENESS.
+        """
+        resource_id = connection.resource_id
+        entries = yjs.decode_awareness(message.payload, self.settings.max_awareness_bytes)
+        if connection.awareness_id is None and entries:
+            connection.awareness_id = entries[0].client_id
+        table = self._awareness_room(resource_id)
+        fresh = table.apply(entries, connection.id, connection.awareness_id)
+        if not fresh:
+            return
+        own = next((e for e in fresh if e.client_id == connection.awareness_id), None)
+        json_text = (
+            outbound.encode(
+                _awareness_frame(resource_id, connection.user_id, orjson.Fragment(own.state))
+            )
+            if own is not None
+            else None
+        )
+        payload = message.payload if len(fresh) == len(entries) else yjs.encode_awareness(fresh)
+        outgoing = Outgoing(json_text, yjs.awareness_message(payload))
+        await self._broadcast_outgoing(resource_id, outgoing, exclude=None)
+
+    async def _yjs_query_awareness(self, connection: Connection, _: yjs.QueryAwareness) -> None:
+        states = self._awareness_room(connection.resource_id).live_entries()
+        if connection.send(yjs.awareness_message(yjs.encode_awareness(states))):
+            self.metrics.messages_sent.inc()
+
+    async def _yjs_ignore(self, connection: Connection, _: yjs.AuthMessage) -> None:
+        """Auth messages go from server to client; one from a client means nothing."""
 
     # ------------------------------------------------------------------ fan-out
     async def _broadcast(
         self, resource_id: str, frame: outbound.Frame, exclude: str | None
     ) -> None:
-        await self._broadcast_encoded(resource_id, outbound.encode(frame), exclude)
+        """A JSON-only event (presence, locks): /yjs peers have no message for it."""
+        await self._broadcast_outgoing(resource_id, Outgoing(outbound.encode(frame)), exclude)
 
-    async def _broadcast_encoded(
-        self, resource_id: str, frame: str, exclude: str | None, update: bytes | None = None
+    async def _broadcast_outgoing(
+        self,
+        resource_id: str,
+        outgoing: Outgoing,
+        exclude: str | None,
+        update: bytes | None = None,
     ) -> None:
-        """Send one encoded frame to the room here, and to the room on every other instance."""
-        self._deliver_local(resource_id, frame, exclude)
+        """Send one event to the room here, and to the room on every other instance.
+
+        Each codec's frame is encoded once and the same object goes to every recipient of that
+        codec. An update reaches /yjs peers through :meth:`_queue_yjs_update` (here and, from
+        ``update``, on every other instance); other /yjs forms (awareness) travel as
+        ``yjs_frame``.
+        """
+        self._deliver_local(resource_id, outgoing, exclude)
+        if update is not None:
+            self._queue_yjs_update(resource_id, update, exclude)
+        event = RoomEvent(
+            resource_id,
+            self.instance_id,
+            outgoing.json or "",
+            update,
+            exclude,
+            yjs_frame=outgoing.yjs if update is None else None,
+        )
         try:
-            await self.bus.publish(RoomEvent(resource_id, self.instance_id, frame, update, exclude))
+            await self.bus.publish(event)
         except self._unavailable as exc:
             # Other instances' clients close the gap with SYNC; this instance's clients have it.
             log.warning("bus_publish_failed", resource_id=resource_id, error=str(exc))
 
-    def _deliver_local(self, resource_id: str, frame: str, exclude: str | None) -> None:
+    def _deliver_local(self, resource_id: str, outgoing: Outgoing, exclude: str | None) -> None:
         room = self._rooms.get(resource_id)
         if not room:
             return
         sent = 0
         for connection in room.values():
-            if connection.id != exclude and connection.send(frame):
+            if connection.id == exclude:
+                continue
+            frame = outgoing.json if connection.codec == "json" else outgoing.yjs
+            if frame is not None and connection.send(frame):
                 sent += 1
         self.metrics.messages_sent.inc(sent)
 
     async def _on_bus_event(self, event: RoomEvent) -> None:
-        if event.update is not None:
+        update = event.update
+        if update is not None:
             document = self.documents.loaded_document(event.resource_id)
             if document is not None:
-                document.apply_remote(event.update)
-        self._deliver_local(event.resource_id, event.frame, event.exclude_connection)
+                document.apply_remote(update)
+        if event.yjs_frame is not None and event.resource_id in self._rooms:
+            self._note_remote_awareness(event.resource_id, event.yjs_frame)
+        outgoing = Outgoing(event.frame or None, event.yjs_frame)
+        self._deliver_local(event.resource_id, outgoing, event.exclude_connection)
+        if update is not None:
+            self._queue_yjs_update(event.resource_id, update, event.exclude_connection)
+
+    def _queue_yjs_update(self, resource_id: str, update: bytes, sender: str | None) -> None:
+        """Send an update to the room's /yjs peers at the end of this event-loop turn.
+
+        Every update applied in one turn of the loop goes out in one Update message per room:
+        merged once (yrs ``merge_updates``, a few microseconds) and the same bytes sent to every
+        /yjs peer. Idle, a turn holds one update and nothing changes; under load turns grow and
+        so do the batches, so the sends per update fall exactly when the loop is busiest (the
+        N-by-N sends that stalled Hocuspocus at 400 users). A merged update also goes back to its
+        senders: Y.js ignores what it already has.
+        """
+        if resource_id not in self._yjs_peers:
+            return
+        pending = self._yjs_pending.get(resource_id)
+        if pending is None:
+            self._yjs_pending[resource_id] = [(update, sender)]
+            asyncio.get_running_loop().call_soon(self._flush_yjs_room, resource_id)
+        else:
+            pending.append((update, sender))
+
+    def flush_yjs_updates(self) -> None:
+        """Send every queued /yjs update now (the loop does it by itself each turn)."""
+        for resource_id in list(self._yjs_pending):
+            self._flush_yjs_room(resource_id)
+
+    def _flush_yjs_room(self, resource_id: str) -> None:
+        pending = self._yjs_pending.pop(resource_id, None)
+        room = self._rooms.get(resource_id)
+        if not pending or not room:
+            return
+        batches = pending
+        if len(pending) > 1:
+            try:
+                batches = [(merge_updates(*(update for update, _ in pending)), None)]
+            except ValueError:  # each was applied, so this is not expected: send them one by one
+                log.warning("yjs_merge_failed", resource_id=resource_id, updates=len(pending))
+        sent = 0
+        for update, exclude in batches:
+            frame = yjs.sync_update(update)
+            for connection in room.values():
+                if (
+                    connection.codec == "yjs"
+                    and connection.id != exclude
+                    and connection.send(frame)
+                ):
+                    sent += 1
+        self.metrics.messages_sent.inc(sent)
+
+    def _note_remote_awareness(self, resource_id: str, frame: bytes) -> None:
+        """Keep another instance's awareness entries, to answer query-awareness here too."""
+        try:
+            message = yjs.decode_message(frame)
+            if isinstance(message, yjs.AwarenessMessage):
+                entries = yjs.decode_awareness(message.payload, len(frame))
+                self._awareness_room(resource_id).apply(entries, None, None)
+        except InvalidPayload as exc:
+            log.warning("bus_awareness_malformed", resource_id=resource_id, error=exc.message)
 
     # ------------------------------------------------------------------ locks over time
     async def _expire_locks(self) -> None:
@@ -644,6 +980,41 @@ class Gateway:
                 connection.request_close(4408, "heartbeat timeout")
                 await self.close(connection, "timeout")
 
+    async def _probe_quiet_yjs_peers(self) -> None:
+        """Ask quiet /yjs peers for their awareness: the answer proves them alive.
+
+        y-websocket clients send no heartbeat. Most renew their awareness every 15 s, which
+        counts as activity; one without an awareness state sends nothing at all, so before the
+        heartbeat timeout would close it, it gets a query-awareness, which it always answers
+        (and which also counts, for its own 30 s silence check, as a message received).
+        """
+        quiet_since = time.monotonic() - self.yjs_probe_after_seconds
+        probe = yjs.query_awareness()
+        for connection in list(self.connections.values()):
+            if connection.codec == "yjs" and connection.last_seen < quiet_since:
+                connection.send(probe)
+
+    async def _renew_json_awareness_for_yjs(self) -> None:
+        """Renew /ws peers' awareness for /yjs peers, which drop a state not renewed in 30 s.
+
+        A y-protocols client renews its own state every 15 s; a /ws client sends AWARENESS only
+        when something changes, so the gateway renews on its behalf (one message per room).
+        """
+        for resource_id, table in list(self._awareness.items()):
+            renewed = []
+            for connection_id, entry in table.owned_entries():
+                connection = self.connections.get(connection_id)
+                if connection is None or connection.codec != "json":
+                    continue
+                connection.awareness_clock += 1
+                renewed.append(
+                    yjs.AwarenessEntry(entry.client_id, connection.awareness_clock, entry.state)
+                )
+                table.apply(renewed[-1:], connection_id, entry.client_id)
+            if renewed:
+                frame = yjs.awareness_message(yjs.encode_awareness(renewed))
+                await self._broadcast_outgoing(resource_id, Outgoing(None, frame), exclude=None)
+
     async def _refresh_sessions(self) -> None:
         ttl = self.settings.session_ttl_seconds
         for connection in list(self.connections.values()):
@@ -676,7 +1047,26 @@ class Gateway:
         self.metrics.documents_loaded.set(self.documents.loaded)
 
     def _update_room_gauges(self) -> None:
+        """Rooms in use, and users per resource type (a bounded label: at most
+        ``MAX_RESOURCE_TYPE_LABELS`` types get their own series, the rest count as ``other``)."""
         self.metrics.resources_active.set(len(self._rooms))
+        users: dict[str, set[str]] = {}
+        for resource_id, room in self._rooms.items():
+            label = self._resource_type_label(resource_type_of(resource_id))
+            users.setdefault(label, set()).update(c.user_id for c in room.values())
+        for label in self._resource_type_labels:
+            self.metrics.room_users.labels(label).set(len(users.get(label, ())))
+
+    def _resource_type_label(self, resource_type: str) -> str:
+        labels = self._resource_type_labels
+        if resource_type in labels:
+            return resource_type
+        allowed = self.settings.resource_types
+        if (not allowed or resource_type in allowed) and len(labels) < MAX_RESOURCE_TYPE_LABELS:
+            labels.add(resource_type)
+            return resource_type
+        labels.add("other")
+        return "other"
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -711,9 +1101,25 @@ class Gateway:
         )
 
 
+def _awareness_frame(resource_id: str, user_id: str, state: Any) -> outbound.Frame:
+    """AWARENESS with any JSON state: a /yjs client's as it sent it, or null once it is gone."""
+    frame = outbound.awareness(resource_id, user_id, {})
+    frame["state"] = state
+    return frame
+
+
 def _ref(request: Request | None) -> str | None:
     return request.ref if request is not None else None
 
+
+_YJS_TYPE_NAMES: dict[type, str] = {
+    yjs.SyncStep1: "SYNC",
+    yjs.SyncStep2: "Y_UPDATE",
+    yjs.SyncUpdate: "Y_UPDATE",
+    yjs.AwarenessMessage: "AWARENESS",
+    yjs.QueryAwareness: "AWARENESS",
+    yjs.AuthMessage: "INVALID",
+}
 
 _TYPE_NAMES: dict[type, str] = {
     Heartbeat: "HEARTBEAT",

@@ -1,0 +1,243 @@
+"""y-websocket relay benchmark: collabgate's /yjs against the two reference servers, one run.
+
+    make bench-yjs                                   # sets up bench/yjs_relay, then runs this
+    .venv/bin/python bench/yjs_relay/run.py --clients 200,500,1000 --rate 2 --seconds 10
+
+The same workload — rooms of ``--room-size`` Yjs clients, each appending a small update to a
+Y.Text ``--rate`` times a second (loadgen.mjs, one Node process) — goes, step by step, to:
+
+* collabgate ``/yjs`` (embedded adapters: every update applied once, stored durably in SQLite
+  with group commit and audited, then relayed),
+* the reference Node server, ``y-websocket/bin/server.cjs`` of y-websocket 2.1.0 (in memory),
+* pycrdt-websocket 0.16.5 (``ASGIServer`` under uvicorn, in memory),
+
+each freshly started for its step, in that order within a step so that a change in background
+load hits all three alike. The references are installed only in this folder (``node_modules/``
+from package-lock.json, ``.venv/`` from requirements.txt). For every step it prints deliveries/s
+(updates received by peers within the measured window), latency p50/p99 (send → peer receive,
+one clock), losses, the server's CPU time per 1000 deliveries, and the ratios of collabgate to
+each reference; the load average is printed with the figures. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.gateway_process import GatewayProcess  # noqa: E402
+
+SERVERS = ("collabgate", "y-websocket", "pycrdt-websocket")
+
+
+@dataclass
+class Step:
+    clients: int
+    room_size: int
+    rate: float
+    warmup: float
+    seconds: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def serve(name: str, step: Step, data_dir: Path) -> Iterator[tuple[list[str], psutil.Process]]:
+    """Start one server; yield one URL per client and the server's process."""
+    rooms = [f"bench:{name}-{step.clients}-{r}" for r in range(step.clients // step.room_size)]
+    if name == "collabgate":
+        gateway = GatewayProcess(
+            data_dir,
+            env={
+                "COLLABGATE_ROOM_MAX_USERS": str(step.room_size),
+                "COLLABGATE_MAX_CONNECTIONS": str(step.clients + 100),
+            },
+        ).start()
+        try:
+            urls = [
+                f"ws://127.0.0.1:{gateway.port}/yjs/{room}?token={gateway.token(f'u{i}-{j}')}"
+                for i, room in enumerate(rooms)
+                for j in range(step.room_size)
+            ]
+            assert gateway.process is not None
+            yield urls, psutil.Process(gateway.process.pid)
+        finally:
+            gateway.terminate()
+        return
+    port = free_port()
+    if name == "y-websocket":
+        command = ["node", str(HERE / "node_modules/y-websocket/bin/server.cjs")]
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
+    else:
+        command = [str(HERE / ".venv/bin/python"), str(HERE / "pycrdt_server.py"), str(port)]
+        env = dict(os.environ)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=HERE)
+    try:
+        wait_for_port(port)
+        yield (
+            [f"ws://127.0.0.1:{port}/{room}" for room in rooms for _ in range(step.room_size)],
+            psutil.Process(process.pid),
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure(name: str, step: Step) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data, serve(name, step, Path(data)) as (urls, server):
+        config = {
+            "urls": urls,
+            "clientsPerRoom": step.room_size,
+            "rate": step.rate,
+            "warmupSeconds": step.warmup,
+            "seconds": step.seconds,
+            "drainSeconds": 2,
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump(config, file)
+        load_before = os.getloadavg()[0]
+        cpu_before = server.cpu_times()
+        output = subprocess.run(
+            ["node", "-e", LOADGEN_FROM_FILE, file.name],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=step.warmup + step.seconds + 120,
+            check=True,
+        ).stdout
+        cpu_after = server.cpu_times()
+        os.unlink(file.name)
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    total = result["deliveriesPerSecond"] * step.seconds + result["deliveredLate"]
+    result.update(
+        server=name,
+        load1=round(load_before, 2),
+        serverCpuSeconds=round(cpu, 2),
+        cpuMsPer1000Deliveries=round(1000 * 1000 * cpu / total, 1) if total else None,
+    )
+    return result
+
+
+#: loadgen.mjs takes its configuration as one argument; a thousand URLs are passed in a file.
+LOADGEN_FROM_FILE = (
+    "const fs=require('fs');process.argv[2]=fs.readFileSync(process.argv[1],'utf8');"
+    "import('./loadgen.mjs')"
+)
+
+
+def describe_machine() -> str:
+    return (
+        f"{platform.node()} · {psutil.cpu_count()} CPUs · "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()} · "
+        f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}"
+    )
+
+
+def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
+    print(
+        f"\n{step.clients} clients in rooms of {step.room_size}, {step.rate:g} updates/s each "
+        f"(offered {step.clients * step.rate * (step.room_size - 1):.0f} deliveries/s), "
+        f"{step.seconds:g} s measured"
+    )
+    print(
+        f"  {'server':<17}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'load1':>7}"
+    )
+    for name in SERVERS:
+        r = results[name]
+        print(
+            f"  {name:<17}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
+            f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
+            f"{r['cpuMsPer1000Deliveries'] or 0:>10}{r['load1']:>7}"
+        )
+    ours = results["collabgate"]
+    for name in SERVERS[1:]:
+        theirs = results[name]
+        rate = ours["deliveriesPerSecond"] / max(theirs["deliveriesPerSecond"], 1e-9)
+        p99 = (theirs["p99ms"] or float("inf")) / max(ours["p99ms"] or float("inf"), 1e-9)
+        print(f"  collabgate vs {name}: deliveries/s x{rate:.2f}, p99 {p99:.2f}x lower")
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:>9.1f}" if value is not None else f"{'-':>9}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--clients", default="200,500,1000", help="client counts, one step each")
+    parser.add_argument("--room-size", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=2.0, help="updates per second per client")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured window per step")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    args = parser.parse_args()
+    missing = [
+        p for p in (HERE / "node_modules/y-websocket", HERE / ".venv/bin/python") if not p.exists()
+    ]
+    if missing:
+        print(
+            f"bench/yjs_relay is not set up ({', '.join(map(str, missing))}): run `make bench-yjs`"
+        )
+        return 2
+    servers = [s for s in args.servers.split(",") if s]
+    print(f"machine: {describe_machine()}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"command: {' '.join(sys.argv)}")
+    report: list[dict[str, Any]] = []
+    for clients in (int(c) for c in args.clients.split(",")):
+        step = Step(clients, args.room_size, args.rate, args.warmup, args.seconds)
+        results = {name: measure(name, step) for name in servers}
+        report.append({"step": step.__dict__, "results": results})
+        if set(SERVERS) <= set(results):
+            print_step(step, results)
+        else:
+            print(json.dumps(results, indent=1))
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    path = out / time.strftime("%Y%m%d-%H%M%S.json")
+    path.write_text(json.dumps({"machine": describe_machine(), "steps": report}, indent=1))
+    print(f"raw results: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

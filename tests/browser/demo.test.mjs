@@ -1,0 +1,78 @@
+// Two users in two browser windows on the /demo page: both type, both end with the same text and
+// see each other in the user list. Run by tests/browser/test_demo_browser.py, which starts the
+// gateway (DEMO_BASE_URL) and reads the exit code; screenshots go to DEMO_SCREENSHOT_DIR.
+//
+// playwright-core (pinned in tests/interop/package.json) drives Debian's /usr/bin/chromium: no
+// browser is ever downloaded. Playwright starts it with a new, empty temporary profile
+// (--user-data-dir) of its own; the flags below keep it from touching the network.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+
+const require = createRequire(new URL('../interop/package.json', import.meta.url))
+const { chromium } = require('playwright-core')
+
+const base = process.env.DEMO_BASE_URL
+const screenshots = process.env.DEMO_SCREENSHOT_DIR
+const resource = `patient:browser-${Date.now().toString(36)}`
+const TIMEOUT = 20000
+
+async function openAs (browser, user) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 620 } })
+  const page = await context.newPage()
+  page.setDefaultTimeout(TIMEOUT)
+  const errors = []
+  page.on('pageerror', (error) => errors.push(String(error)))
+  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()) })
+  await page.goto(`${base}/demo?user=${user}&role=nurse&resource=${encodeURIComponent(resource)}`)
+  await page.locator('#yjs-status', { hasText: 'synced' }).waitFor()
+  await page.locator('#ws-status', { hasText: 'connected' }).waitFor()
+  return { page, errors }
+}
+
+const editorValue = (page) => page.locator('#editor').inputValue()
+
+test('two users type in two windows, see one text and each other', { timeout: 60000 }, async () => {
+  assert.ok(base, 'DEMO_BASE_URL is not set')
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  try {
+    const alice = await openAs(browser, 'alice')
+    const bob = await openAs(browser, 'bob')
+    for (const [{ page }, other] of [[alice, 'bob'], [bob, 'alice']]) {
+      await page.locator(`#users li[data-user-id="${other}"]`).waitFor()
+    }
+
+    await Promise.all([
+      alice.page.locator('#editor').pressSequentially('Alice: BP 120/80. ', { delay: 15 }),
+      bob.page.locator('#editor').pressSequentially('Bob: pulse 72. ', { delay: 15 })
+    ])
+    const phrases = ['Alice: BP 120/80. ', 'Bob: pulse 72. ']
+    for (const { page } of [alice, bob]) {
+      await page.waitForFunction(
+        (wanted) => wanted.every((phrase) => document.getElementById('editor').value.includes(phrase)),
+        phrases, { timeout: TIMEOUT })
+    }
+    const text = await editorValue(alice.page)
+    assert.equal(await editorValue(bob.page), text)
+    assert.equal(text.length, phrases.join('').length)
+
+    for (const { page } of [alice, bob]) {
+      for (const user of ['alice', 'bob']) {
+        assert.ok(await page.locator(`#users li[data-user-id="${user}"]`).isVisible(), `${user} listed`)
+      }
+    }
+    if (screenshots) {
+      await alice.page.screenshot({ path: join(screenshots, 'demo-alice.png') })
+      await bob.page.screenshot({ path: join(screenshots, 'demo-bob.png') })
+    }
+    assert.deepEqual([...alice.errors, ...bob.errors], [])
+  } finally {
+    await browser.close()
+  }
+})
