@@ -660,7 +660,7 @@ def test_envelope_round_trip() -> None:
 def test_version_1_envelopes_from_the_previous_release_are_still_read() -> None:
     import struct
 
-    fields = (b"patient:1", b"old-host:8080", b"", "frame".encode(), b"\x07")
+    fields = (b"patient:1", b"old-host:8080", b"", b"frame", b"\x07")
     header = struct.pack(">BBHHHII", 1, 0x01, *(len(f) for f in fields))
     decoded = envelope.decode(header + b"".join(fields))
     assert decoded == RoomEvent("patient:1", "old-host:8080", "frame", b"\x07", None)

@@ -42,8 +42,7 @@ pytestmark = pytest.mark.e2e
 
 #: Dashboard expressions over metrics the running gateway cannot produce yet, and why. Each is
 #: still queried: once it returns data the test fails, asking for the entry to be removed.
-PENDING: dict[str, str] = {
-}
+PENDING: dict[str, str] = {}
 ADAPTER_PENDING: dict[str, str] = {
     "redis_operation_duration_seconds": "redis",
     "rabbitmq_publish": "rabbitmq",
