@@ -1,20 +1,24 @@
-"""The `/ws` endpoint: authenticate, then shuttle frames between the socket and the core.
+"""The WebSocket endpoints: authenticate, then shuttle frames between the socket and the core.
 
-It speaks ASGI directly rather than through Starlette's ``WebSocket`` wrapper: every frame in and
+They speak ASGI directly rather than through Starlette's ``WebSocket`` wrapper: every frame in and
 out passes through here, and the wrapper's per-message state checks and middleware hops cost more
-than the rest of the relay path together.
+than the rest of the relay path together. :class:`SocketEndpoint` holds the lifecycle shared by
+both codecs (accept, authenticate, one reader and one writer task, slow-consumer drop, close);
+:class:`WebSocketEndpoint` is `/ws` (JSON text frames) and ``http.yjs.YjsEndpoint`` is `/yjs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from collabgate.auth.principal import Principal
 from collabgate.auth.verifier import TokenVerifier
 from collabgate.errors import GatewayError
 from collabgate.protocol import outbound
@@ -45,13 +49,31 @@ def client_address(scope: Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-class WebSocketEndpoint:
-    """ASGI handler for one `/ws` connection, driven by the :class:`Gateway`."""
+class SocketEndpoint:
+    """One WebSocket connection's life, for a codec chosen by the subclass."""
+
+    #: The ASGI message key frames travel under: "text" or "bytes".
+    frame_key: ClassVar[str]
+    protocol: ClassVar[str]
 
     def __init__(self, gateway: Gateway, verifier: TokenVerifier) -> None:
         self.gateway = gateway
         self.verifier = verifier
 
+    # --- what differs per codec ----------------------------------------------------------------
+    async def _register(self, principal: Principal, scope: Scope) -> Connection:
+        raise NotImplementedError
+
+    def _rejection_frame(self, error: GatewayError) -> str | bytes:
+        raise NotImplementedError
+
+    def _handler(self) -> Callable[[Connection, Any], Awaitable[None]]:
+        raise NotImplementedError
+
+    def _log_fields(self, connection: Connection) -> dict[str, Any]:
+        return {}
+
+    # --- the shared lifecycle ------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
@@ -62,7 +84,12 @@ class WebSocketEndpoint:
         structlog.contextvars.bind_contextvars(
             connection_id=connection.id, user_id=connection.user_id
         )
-        log.info("connection_opened", role=connection.principal.role.value)
+        log.info(
+            "connection_opened",
+            role=connection.principal.role.value,
+            protocol=self.protocol,
+            **self._log_fields(connection),
+        )
         writer = asyncio.create_task(self._write(send, connection))
         reason = "disconnected"
         try:
@@ -76,31 +103,35 @@ class WebSocketEndpoint:
             structlog.contextvars.unbind_contextvars("connection_id", "user_id")
 
     async def _authenticate(self, scope: Scope, send: Send) -> Connection | None:
+        """Verify the token and register the connection; None (socket closed) when refused."""
         remote = client_address(scope)
         try:
             principal = await self.verifier.verify(bearer_token(scope))
-            return await self.gateway.open(principal)
+            return await self._register(principal, scope)
         except GatewayError as exc:
             self.gateway.reject(exc, remote)
             log.info("connection_rejected", code=exc.code, reason=exc.message, remote=remote)
             with contextlib.suppress(*_GONE):
-                await send({"type": "websocket.send", "text": outbound.encode(outbound.error(exc))})
+                await send({"type": "websocket.send", self.frame_key: self._rejection_frame(exc)})
                 await _close(send, exc.close_code or CLOSE_POLICY, exc.type)
             return None
 
     async def _read(self, receive: Receive, connection: Connection) -> str:
-        handle = self.gateway.receive
+        handle = self._handler()
+        key, other = ("text", "bytes") if self.frame_key == "text" else ("bytes", "text")
         while connection.close_request is None:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return "disconnected"
-            frame = message.get("text")
-            await handle(connection, frame if frame is not None else message.get("bytes") or b"")
+            frame = message.get(key)
+            if frame is None:
+                frame = message.get(other) or (b"" if key == "text" else "")
+            await handle(connection, frame)
         return connection.close_request.reason
 
     async def _write(self, send: Send, connection: Connection) -> None:
         outbox = connection.outbox
-        message: dict[str, Any] = {"type": "websocket.send", "text": ""}
+        message: dict[str, Any] = {"type": "websocket.send", self.frame_key: None}
         try:
             while True:
                 await outbox.wait()
@@ -109,7 +140,7 @@ class WebSocketEndpoint:
                     await _close(send, CLOSE_POLICY, "slow consumer")
                     return
                 for frame in outbox.take_all():
-                    message["text"] = frame
+                    message[self.frame_key] = frame
                     await send(message)
                 if outbox.closed:
                     request = connection.close_request
@@ -123,6 +154,22 @@ class WebSocketEndpoint:
         self.gateway.metrics.connections_closed.labels("slow_consumer").inc()
         log.warning("slow_consumer_disconnected")
         connection.request_close(CLOSE_POLICY, "slow consumer")
+
+
+class WebSocketEndpoint(SocketEndpoint):
+    """`/ws`: the JSON protocol of docs/protocol.md."""
+
+    frame_key = "text"
+    protocol = "ws"
+
+    async def _register(self, principal: Principal, scope: Scope) -> Connection:
+        return await self.gateway.open(principal)
+
+    def _rejection_frame(self, error: GatewayError) -> str:
+        return outbound.encode(outbound.error(error))
+
+    def _handler(self) -> Callable[[Connection, Any], Awaitable[None]]:
+        return self.gateway.receive
 
 
 async def _close(send: Send, code: int, reason: str) -> None:

@@ -11,28 +11,20 @@ which y-websocket logs with its reason, then the close code /ws would use.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import structlog
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
-from collabgate.auth.verifier import TokenVerifier
+from collabgate.auth.principal import Principal
 from collabgate.errors import GatewayError
-from collabgate.http.websocket import bearer_token, client_address
+from collabgate.http.websocket import SocketEndpoint
 from collabgate.protocol import yjs
 from collabgate.session.connection import Connection
-from collabgate.session.gateway import CLOSE_POLICY, Gateway
-
-log = structlog.get_logger(__name__)
 
 #: The path prefix; the rest of the path is the resource id (the provider's room name).
 PREFIX = "/yjs/"
-
-#: Errors the ASGI server raises when the client has already gone.
-_GONE = (OSError, RuntimeError)
 
 
 def resource_id_of(scope: Scope) -> str:
@@ -46,95 +38,20 @@ def requested_mode(scope: Scope) -> str | None:
     return modes[0] if modes else None
 
 
-class YjsEndpoint:
-    """ASGI handler for one `/yjs/{resourceId}` connection, driven by the :class:`Gateway`."""
+class YjsEndpoint(SocketEndpoint):
+    """`/yjs/{resourceId}`: binary y-protocols messages, handled by :meth:`Gateway.receive_yjs`."""
 
-    def __init__(self, gateway: Gateway, verifier: TokenVerifier) -> None:
-        self.gateway = gateway
-        self.verifier = verifier
+    frame_key = "bytes"
+    protocol = "yjs"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        await send({"type": "websocket.accept"})
-        connection = await self._open(scope, send)
-        if connection is None:
-            return
-        structlog.contextvars.bind_contextvars(
-            connection_id=connection.id, user_id=connection.user_id
-        )
-        log.info(
-            "connection_opened",
-            role=connection.principal.role.value,
-            protocol="yjs",
-            resource_id=connection.resource_id,
-        )
-        writer = asyncio.create_task(self._write(send, connection))
-        reason = "disconnected"
-        try:
-            reason = await self._read(receive, connection)
-        finally:
-            await self.gateway.close(connection, reason)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(writer, timeout=5)
-            writer.cancel()
-            log.info("connection_closed", reason=reason)
-            structlog.contextvars.unbind_contextvars("connection_id", "user_id")
+    async def _register(self, principal: Principal, scope: Scope) -> Connection:
+        return await self.gateway.open_yjs(principal, resource_id_of(scope), requested_mode(scope))
 
-    async def _open(self, scope: Scope, send: Send) -> Connection | None:
-        """Authenticate and join the resource of the path; None (socket closed) if refused."""
-        remote = client_address(scope)
-        try:
-            principal = await self.verifier.verify(bearer_token(scope))
-            return await self.gateway.open_yjs(
-                principal, resource_id_of(scope), requested_mode(scope)
-            )
-        except GatewayError as exc:
-            self.gateway.reject(exc, remote)
-            log.info("connection_rejected", code=exc.code, reason=exc.message, remote=remote)
-            reason = f"{exc.code} {exc.type}: {exc.message}"
-            with contextlib.suppress(*_GONE):
-                await send({"type": "websocket.send", "bytes": yjs.permission_denied(reason)})
-                await _close(send, exc.close_code or CLOSE_POLICY, exc.type)
-            return None
+    def _rejection_frame(self, error: GatewayError) -> bytes:
+        return yjs.permission_denied(f"{error.code} {error.type}: {error.message}")
 
-    async def _read(self, receive: Receive, connection: Connection) -> str:
-        handle = self.gateway.receive_yjs
-        while connection.close_request is None:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return "disconnected"
-            frame = message.get("bytes")
-            await handle(connection, frame if frame is not None else message.get("text") or "")
-        return connection.close_request.reason
+    def _handler(self) -> Callable[[Connection, Any], Awaitable[None]]:
+        return self.gateway.receive_yjs
 
-    async def _write(self, send: Send, connection: Connection) -> None:
-        outbox = connection.outbox
-        message: dict[str, Any] = {"type": "websocket.send", "bytes": b""}
-        try:
-            while True:
-                await outbox.wait()
-                if outbox.overflowed:
-                    self._drop_slow_consumer(connection)
-                    await _close(send, CLOSE_POLICY, "slow consumer")
-                    return
-                for frame in outbox.take_all():
-                    message["bytes"] = frame
-                    await send(message)
-                if outbox.closed:
-                    request = connection.close_request
-                    if request is not None:
-                        await _close(send, request.code, request.reason)
-                    return
-        except _GONE:
-            connection.request_close(1006, "disconnected")
-
-    def _drop_slow_consumer(self, connection: Connection) -> None:
-        self.gateway.metrics.connections_closed.labels("slow_consumer").inc()
-        log.warning("slow_consumer_disconnected")
-        connection.request_close(CLOSE_POLICY, "slow consumer")
-
-
-async def _close(send: Send, code: int, reason: str) -> None:
-    with contextlib.suppress(*_GONE):
-        await send({"type": "websocket.close", "code": code, "reason": reason})
+    def _log_fields(self, connection: Connection) -> dict[str, Any]:
+        return {"resource_id": connection.resource_id}
