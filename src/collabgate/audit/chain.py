@@ -221,3 +221,23 @@ def verify(
     for record in records:
         verifier.feed(record)
     return verifier.finish(expected_head)
+
+
+#: An event ready to store: its column values (occurred_at, event_type, instance_id, user_id,
+#: resource_id, connection_id, details as sorted JSON) and the canonical bytes its hash covers.
+PreparedEvent = tuple[tuple[Any, ...], bytes]
+
+
+def prepare_event(event: AuditEvent) -> PreparedEvent:
+    """Column values and canonical bytes of ``event``, identical for every store."""
+    event = normalize_event(event)
+    columns = (
+        event.occurred_at,
+        str(event.event_type),
+        event.instance_id,
+        event.user_id,
+        event.resource_id,
+        event.connection_id,
+        orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode(),
+    )
+    return columns, canonical_event(event)

@@ -38,11 +38,11 @@ import orjson
 
 from collabgate.audit.chain import (
     GENESIS_HASH,
+    PreparedEvent,
     VerifyReport,
-    canonical_event,
     link_canonical,
-    normalize_event,
     parse_event_type,
+    prepare_event,
 )
 from collabgate.audit.port import AuditEvent, AuditRecord
 from collabgate.audit.verify import verify_store
@@ -91,9 +91,6 @@ _PARTITIONS = """
     WHERE i.inhparent = 'audit_log'::regclass ORDER BY c.relname
 """
 
-#: An event ready to insert: its seven column values and the canonical bytes to hash.
-_Prepared = tuple[tuple[Any, ...], bytes]
-
 
 class AuditRetentionError(RuntimeError):
     """Retention refused to drop partitions (nothing was dropped); the message says why."""
@@ -128,7 +125,7 @@ class PostgresAuditStore:
         if not events:
             return
         # Encode on the caller's side: the writer only chains and inserts.
-        prepared = [_prepare(event) for event in events]
+        prepared = [prepare_event(event) for event in events]
         await self._db.write_many(self._append_batches, prepared, lane=LANE)
 
     async def records(self, after_seq: int = 0, limit: int = 10_000) -> list[AuditRecord]:
@@ -184,7 +181,7 @@ class PostgresAuditStore:
     # --- internals ---------------------------------------------------------------------------
 
     async def _append_batches(
-        self, connection: Connection, batches: list[list[_Prepared]]
+        self, connection: Connection, batches: list[list[PreparedEvent]]
     ) -> Sequence[None]:
         """Chain every queued batch onto the locked head and store them with one insert."""
         row = await connection.fetchrow(_LOCK_HEAD)
@@ -220,20 +217,6 @@ class PostgresAuditStore:
 
 
 # --- encoding and decoding -------------------------------------------------------------------------
-
-
-def _prepare(event: AuditEvent) -> _Prepared:
-    event = normalize_event(event)
-    columns = (
-        event.occurred_at,
-        str(event.event_type),
-        event.instance_id,
-        event.user_id,
-        event.resource_id,
-        event.connection_id,
-        orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode(),
-    )
-    return columns, canonical_event(event)
 
 
 def _record(row: asyncpg.Record) -> AuditRecord:

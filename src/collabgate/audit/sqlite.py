@@ -17,10 +17,10 @@ import orjson
 
 from collabgate.audit.chain import (
     GENESIS_HASH,
-    canonical_event,
+    PreparedEvent,
     link_canonical,
-    normalize_event,
     parse_event_type,
+    prepare_event,
 )
 from collabgate.audit.port import AuditEvent, AuditRecord
 from collabgate.storage.sqlite import SqliteDatabase
@@ -95,7 +95,7 @@ class SqliteAuditStore:
         if not events:
             return
         # Encode on the caller's side: the writer thread only hashes and inserts.
-        prepared = [_prepare(event) for event in events]
+        prepared = [prepare_event(event) for event in events]
         await self._db.write(partial(_append, prepared))
 
     async def records(self, after_seq: int = 0, limit: int = 10_000) -> list[AuditRecord]:
@@ -120,25 +120,7 @@ class SqliteAuditStore:
             raise RuntimeError("the audit store is closed")
 
 
-#: An event ready to insert: its column values and the canonical bytes to hash.
-_Prepared = tuple[tuple[Any, ...], bytes]
-
-
-def _prepare(event: AuditEvent) -> _Prepared:
-    event = normalize_event(event)
-    columns = (
-        event.occurred_at,
-        str(event.event_type),
-        event.instance_id,
-        event.user_id,
-        event.resource_id,
-        event.connection_id,
-        orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode(),
-    )
-    return columns, canonical_event(event)
-
-
-def _append(prepared: list[_Prepared], connection: sqlite3.Connection) -> None:
+def _append(prepared: list[PreparedEvent], connection: sqlite3.Connection) -> None:
     seq, prev_hash = _head(connection)
     rows = []
     for columns, canonical in prepared:
