@@ -113,16 +113,20 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
         env, adapters = _adapter_env(redis_port, rabbit)
         rabbit.daemon.wait_ready(60)
-        gateway = GatewayProcess(work / "gateway", env=env).start()
-        cleanup.callback(gateway.kill)
-        cleanup.callback(gateway.terminate)
+        # Two instances sharing Redis and RabbitMQ, as in production; traffic goes to the first.
+        gateway = GatewayProcess(work / "gateway", env={**env, "COLLABGATE_INSTANCE_ID": "gw-1"})
+        peer = GatewayProcess(work / "gateway-2", env={**env, "COLLABGATE_INSTANCE_ID": "gw-2"})
+        for instance in (gateway, peer):
+            instance.start()
+            cleanup.callback(instance.kill)
+            cleanup.callback(instance.terminate)
 
         receiver = NotificationReceiver(log=work / "notifications.ndjson").start()
         cleanup.callback(receiver.stop)
         stack = MonitoringStack(
             work / "stack",
             targets={
-                "collabgate-gateway": [f"127.0.0.1:{gateway.port}"],
+                "collabgate-gateway": [f"127.0.0.1:{gateway.port}", f"127.0.0.1:{peer.port}"],
                 "redis": [f"127.0.0.1:{redis_exporter_port}"],
                 "postgres": [f"127.0.0.1:{postgres_exporter_port}"],
                 "rabbitmq": [rabbit.metrics_target],
@@ -162,9 +166,9 @@ def _wait_for_notification(
 def test_every_target_is_scraped(live: Live) -> None:
     def all_up() -> bool:
         targets = live.prometheus.targets()
-        return len(targets) == 6 and all(t["health"] == "up" for t in targets)
+        return len(targets) == 7 and all(t["health"] == "up" for t in targets)
 
-    poll_until(all_up, timeout=30, what="all six jobs' targets up")
+    poll_until(all_up, timeout=30, what="all seven targets (two gateways) up")
     jobs = {t["labels"]["job"] for t in live.prometheus.targets()}
     assert jobs == {
         "collabgate-gateway",
