@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 = any free).")
     instance_id: str = Field(
-        "", description="Name of this instance in logs, audit and Redis; unique per process (default: hostname:port)."
+        "",
+        description="Name of this instance in logs, audit and Redis; unique per process (default: hostname:port).",
     )
 
     # --- storage -----------------------------------------------------------------------------

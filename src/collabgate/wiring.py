@@ -61,10 +61,13 @@ class Runtime:
             on_written=self.metrics.audit_logs_written.inc,
         )
         self.documents = DocumentService(
-            document_store, compaction_threshold=settings.compaction_threshold
+            document_store,
+            compaction_threshold=settings.compaction_threshold,
+            shared_store=settings.database_url is not None,
         )
         self.redis: aioredis.Redis | None = None
         self.rabbit_bus: RabbitMqBus | None = None
+        self.redis_guard: RedisGuard | None = None
         self._gateway: Gateway | None = None
 
     @property
@@ -135,7 +138,7 @@ class Runtime:
             max_connections=settings.redis_max_connections,
             client_name=f"collabgate:{settings.instance_name}",
         )
-        guard = RedisGuard(self.metrics, redis_breaker())
+        guard = self.redis_guard = RedisGuard(self.metrics, redis_breaker())
         prefix = settings.redis_key_prefix
         self.metrics.set_dependency("redis", True)
         self.adapters.update(sessions="redis", presence="redis", locks="redis")
@@ -225,5 +228,10 @@ class Runtime:
             up = bool(await self.redis.ping())
         except (ConnectionError, OSError, aioredis.RedisError):
             up = False
+        breaker = self.redis_guard.breaker if self.redis_guard is not None else None
+        if up and breaker is not None:
+            # Redis answers: let requests through now rather than after the breaker's backoff,
+            # so /ready never says "up" while every call still fails fast.
+            breaker.record_success()
         self.metrics.set_dependency("redis", up)
         return up

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 from pathlib import Path
 from typing import Any
@@ -421,8 +423,11 @@ async def test_updates_of_one_loop_turn_go_out_merged_once(h: Harness) -> None:
         messages(peer)
     read(alice)
     first, second = text_update(Doc(), "one"), text_update(Doc(), "two")
-    await h.gateway.receive_yjs(bob, yjs.sync_update(first))
-    await h.gateway.receive_yjs(carol, yjs.sync_update(second))
+    # Two updates arriving in one event-loop turn (their handlers start together).
+    await asyncio.gather(
+        h.gateway.receive_yjs(bob, yjs.sync_update(first)),
+        h.gateway.receive_yjs(carol, yjs.sync_update(second)),
+    )
     assert [frame["userId"] for frame in read(alice)] == ["bob", "carol"]  # /ws: one each, at once
     h.gateway.flush_yjs_updates()
     frames = [peer.outbox.take_all() for peer in (bob, carol, dave)]

@@ -42,6 +42,9 @@ class DocumentStore(Protocol):
     async def append(self, resource_id: str, revision: int, update: bytes) -> None:
         """Store ``update`` as ``revision``. Durable when the call returns.
 
+        Revisions only grow: a revision at or below one already stored (or compacted) is refused
+        with :class:`DuplicateRevisionError`, and nothing is overwritten.
+
         Concurrent calls are committed together (group commit): many appends share one fsync.
         """
         ...

@@ -24,7 +24,9 @@ LANE: Final = "documents"
 
 _Append = tuple[str, int, bytes]
 
-#: Stores every item that is neither stored yet nor covered by the snapshot; returns what it stored.
+#: Stores every item whose revision is above everything stored for its resource (updates and
+#: snapshot); returns what it stored. Revisions only grow: an update numbered below one already
+#: stored could slip under a compaction that loaded before it and be deleted unseen.
 _INSERT_UPDATES = """
     INSERT INTO document_updates (resource_id, revision, data)
     SELECT u.resource_id, u.revision, u.data
@@ -32,6 +34,10 @@ _INSERT_UPDATES = """
     WHERE NOT EXISTS (
         SELECT 1 FROM document_snapshots s
         WHERE s.resource_id = u.resource_id AND s.revision >= u.revision
+    )
+    AND NOT EXISTS (
+        SELECT 1 FROM document_updates d
+        WHERE d.resource_id = u.resource_id AND d.revision >= u.revision
     )
     ON CONFLICT (resource_id, revision) DO NOTHING
     RETURNING resource_id, revision

@@ -46,6 +46,14 @@ class ServerDocument:
         except ValueError:
             return
 
+    def merge_stored(self, stored: StoredDocument) -> None:
+        """Fold in what the store holds (idempotent): closes gaps left by lost room events."""
+        if stored.snapshot is not None:
+            self.apply_remote(stored.snapshot)
+        for update in stored.updates:
+            self.apply_remote(update)
+        self.revision = max(self.revision, stored.revision)
+
     def full_state(self) -> bytes:
         return self._doc.get_update()
 

@@ -30,6 +30,7 @@ class DocumentService:
         *,
         compaction_threshold: int,
         on_compaction_error: Callable[[BaseException], None] | None = None,
+        shared_store: bool = False,
     ) -> None:
         self._store = store
         self._threshold = compaction_threshold
@@ -38,6 +39,8 @@ class DocumentService:
         self._last_used: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._on_compaction_error = on_compaction_error
+        #: Other instances write the same store: joins and SYNCs re-read it (see :meth:`refresh`).
+        self.shared_store = shared_store
 
     @property
     def loaded(self) -> int:
@@ -69,6 +72,16 @@ class DocumentService:
             raise
         finally:
             del self._loading[resource_id]
+
+    async def refresh(self, document: ServerDocument) -> None:
+        """Merge what other instances stored into the loaded copy.
+
+        Room events between instances can be lost (a broker restart); the store cannot. A client
+        that joins or SYNCs then gets everything acknowledged anywhere, not only what reached this
+        instance's memory.
+        """
+        if self.shared_store:
+            document.merge_stored(await self._store.load(document.resource_id))
 
     def apply(self, document: ServerDocument, update: bytes) -> int:
         """Apply ``update`` in memory and return its revision; :meth:`persist` makes it durable."""

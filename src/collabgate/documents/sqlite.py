@@ -84,12 +84,15 @@ def _load(resource_id: str, connection: sqlite3.Connection) -> StoredDocument:
 
 
 def _append(resource_id: str, revision: int, update: bytes, connection: sqlite3.Connection) -> None:
-    """Insert, never overwrite: a revision already stored or compacted away is refused."""
-    compacted = connection.execute(
-        "SELECT 1 FROM document_snapshots WHERE resource_id = ? AND revision >= ?",
-        (resource_id, revision),
+    """Insert, never overwrite; revisions only grow: one at or below a stored one is refused
+    (it could slip under a compaction that loaded before it and be deleted unseen)."""
+    taken = connection.execute(
+        "SELECT 1 FROM document_snapshots WHERE resource_id = ? AND revision >= ?"
+        " UNION ALL SELECT 1 FROM document_updates WHERE resource_id = ? AND revision >= ?"
+        " LIMIT 1",
+        (resource_id, revision, resource_id, revision),
     ).fetchone()
-    if compacted is not None:
+    if taken is not None:
         raise DuplicateRevisionError(resource_id, revision)
     try:
         connection.execute(

@@ -478,6 +478,7 @@ class Gateway:
         self._check_resource_type(resource_id, resource_type)
         self._check_mode(connection.principal, mode)
         document = await self.documents.get(resource_id)
+        await self.documents.refresh(document)
         if await self._room_is_full_for(resource_id, connection.user_id):
             raise RoomFull(f"{resource_id} already has {self.settings.room_max_users} users")
         member = self._member(connection, mode)
@@ -569,13 +570,15 @@ class Gateway:
         await self._refuse_if_locked_by_other(connection, resource_id)
         document = await self.documents.get(resource_id)
         revision = self.documents.apply(document, update)
+        # Queued for storage before anything can yield, so updates reach the store in revision
+        # order; another instance may still have taken that revision: it is stored under the next.
+        persisted = asyncio.ensure_future(self.documents.persist(document, revision, update))
         # Peers see the edit at once; the sender's ACK (on /ws) waits until it is durable.
         frame = outbound.encode(
             outbound.y_update(resource_id, update, revision, connection.user_id)
         )
         await self._broadcast_outgoing(resource_id, Outgoing(frame), connection.id, update=update)
-        # Another instance may have taken that revision: the update is stored under the next.
-        revision = await self.documents.persist(document, revision, update)
+        revision = await persisted
         self.metrics.update_bytes.observe(len(update))
         self._audit(
             AuditEventType.DOCUMENT_UPDATED,
@@ -593,6 +596,7 @@ class Gateway:
     async def _sync(self, connection: Connection, request: Sync) -> None:
         connection.mode_in(request.resource_id)
         document = await self.documents.get(request.resource_id)
+        await self.documents.refresh(document)
         missing = document.missing_from(request.state_vector)
         self._reply(
             connection,
