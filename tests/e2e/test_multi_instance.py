@@ -109,6 +109,7 @@ async def test_a_killed_instance_loses_no_acknowledged_edit(
         writer = CollabClient(a.ws_url, a.token("writer"), reconnect=False)
         await writer.connect()
         await writer.join(RESOURCE)
+        assert isinstance(await writer.acquire_lock(RESOURCE, target="notes"), LockGrant)
         for n in range(30):
             marker = f"<{n}>"
             await writer.edit(
@@ -119,6 +120,13 @@ async def test_a_killed_instance_loses_no_acknowledged_edit(
         await writer.close()
         left = await observer.wait_for(lambda e: e["type"] == "USER_LEFT", timeout=20)
         assert left["userId"] == "writer"  # the dead instance's users are reaped from presence
+        released = await observer.wait_for(
+            lambda e: (
+                e["type"] == "LOCK_STATUS_CHANGED" and e.get("reason") == "holder_disconnected"
+            ),
+            timeout=20,
+        )
+        assert (released["target"], released["holder"]) == ("notes", {"userId": "writer"})
 
     async with CollabClient(b.ws_url, b.token("writer"), reconnect=False) as again:
         await again.join(RESOURCE)
