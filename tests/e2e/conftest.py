@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -105,3 +107,16 @@ def audit_rows(data_dir: Path, event_type: str) -> list[sqlite3.Row]:
         ).fetchall()
     finally:
         connection.close()
+
+
+async def poll_audit(gateway: GatewayProcess, event_type: str, contains: str = "") -> list[Any]:
+    """Audit rows of a type whose details contain ``contains``, waiting (bounded) for the
+    asynchronous audit writer."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = [
+            r for r in audit_rows(gateway.data_dir, event_type) if contains in (r["details"] or "")
+        ]
+        if rows or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.05)

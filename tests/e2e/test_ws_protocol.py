@@ -14,7 +14,7 @@ import websockets
 from pycrdt import Doc, Text
 
 from collabgate.client import CollabClient, LockDenial, LockGrant, ProtocolError
-from tests.e2e.conftest import audit_rows, next_frame, raw_socket
+from tests.e2e.conftest import next_frame, poll_audit, raw_socket
 from tests.support.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.e2e
@@ -72,17 +72,6 @@ async def test_rejected_tokens_get_an_error_and_close_4401(
     assert any(
         code in row["details"] for row in await poll_audit(gateway, "CONNECTION_REJECTED", code)
     )
-
-
-async def poll_audit(gateway: GatewayProcess, event_type: str, contains: str = "") -> list[Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        rows = [
-            r for r in audit_rows(gateway.data_dir, event_type) if contains in (r["details"] or "")
-        ]
-        if rows or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.05)
 
 
 async def test_per_user_connection_cap(gateway: GatewayProcess) -> None:

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collabgate.client import CollabClient
 from collabgate.protocol import yjs
-from tests.e2e.conftest import audit_rows
+from tests.e2e.conftest import poll_audit
 from tests.support.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.e2e
@@ -186,5 +186,4 @@ async def test_handshake_refusals_say_why(
     assert isinstance(denied, yjs.AuthMessage)
     assert denied.reason is not None
     assert denied.reason.startswith("WS_4005 RESOURCE_NOT_FOUND")
-    rejected = audit_rows(gateway.data_dir, "CONNECTION_REJECTED")
-    assert any("JWT_MISSING" in row["details"] or "WS_2001" in row["details"] for row in rejected)
+    assert await poll_audit(gateway, "CONNECTION_REJECTED", "WS_2001")
