@@ -87,6 +87,7 @@ collabgate is starting on http://{settings.host}:{settings.port} (embedded adapt
     .venv/bin/python -m collabgate.client {url} --token {token} --resource patient:demo-1
 
   more tokens:  .venv/bin/collabgate token --sub alice --role nurse
+  two browsers: http://{settings.host}:{settings.port}/demo?user=alice and ...?user=bob
   health:       curl http://{settings.host}:{settings.port}/ready
 """,
         flush=True,
