@@ -32,9 +32,10 @@ test: test-setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict -p tools.load
 
 bench: $(STAMP)
 	$(PY) bench/fanout.py $(BENCH_ARGS)
