@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from collabgate.http.demo import demo_enabled, demo_routes
 from collabgate.http.websocket import WebSocketEndpoint
+from collabgate.http.wire import Flusher
 from collabgate.http.yjs import PREFIX as YJS_PREFIX
 from collabgate.http.yjs import YjsEndpoint
 from collabgate.settings import Settings
@@ -54,8 +55,9 @@ class CollabgateApp:
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
         await self.runtime.start()
-        self._endpoint = WebSocketEndpoint(self.runtime.gateway, self.runtime.verifier)
-        self._yjs_endpoint = YjsEndpoint(self.runtime.gateway, self.runtime.verifier)
+        flusher = Flusher()  # one end-of-turn write pass for both endpoints' sockets
+        self._endpoint = WebSocketEndpoint(self.runtime.gateway, self.runtime.verifier, flusher)
+        self._yjs_endpoint = YjsEndpoint(self.runtime.gateway, self.runtime.verifier, flusher)
         try:
             yield
         finally:

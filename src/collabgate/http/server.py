@@ -8,6 +8,7 @@ import socket
 import uvicorn
 
 from collabgate.http.app import CollabgateApp
+from collabgate.http.wire import WireProtocol
 from collabgate.settings import Settings
 from collabgate.wiring import Runtime
 
@@ -38,7 +39,7 @@ def serve(app: CollabgateApp, settings: Settings) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=WireProtocol,  # websockets-sansio, writing broadcasts without ASGI (http/wire.py)
         ws_max_size=settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR,
         ws_ping_interval=None,  # the protocol has its own HEARTBEAT
         ws_per_message_deflate=settings.websocket_compression,

@@ -2,9 +2,12 @@
 
 They speak ASGI directly rather than through Starlette's ``WebSocket`` wrapper: every frame in and
 out passes through here, and the wrapper's per-message state checks and middleware hops cost more
-than the rest of the relay path together. :class:`SocketEndpoint` holds the lifecycle shared by
-both codecs (accept, authenticate, one reader and one writer task, slow-consumer drop, close);
-:class:`WebSocketEndpoint` is `/ws` (JSON text frames) and ``http.yjs.YjsEndpoint`` is `/yjs`.
+than the rest of the relay path together. Outgoing frames skip ASGI too when the server offers
+:mod:`collabgate.http.wire` (ours does): a :class:`~collabgate.http.wire.Flusher` writes them at
+the end of each event-loop turn, and the writer task only closes. :class:`SocketEndpoint` holds
+the lifecycle shared by both codecs (accept, authenticate, one reader and one writer task,
+slow-consumer drop, close); :class:`WebSocketEndpoint` is `/ws` (JSON text frames) and
+``http.yjs.YjsEndpoint`` is `/yjs`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from starlette.types import Receive, Scope, Send
 from collabgate.auth.principal import Principal
 from collabgate.auth.verifier import TokenVerifier
 from collabgate.errors import GatewayError
+from collabgate.http.wire import EXTENSION as WIRE_EXTENSION
+from collabgate.http.wire import Flusher, WireProtocol, write_out
 from collabgate.protocol import outbound
 from collabgate.session.connection import Connection
 from collabgate.session.gateway import CLOSE_POLICY, Gateway
@@ -56,9 +61,12 @@ class SocketEndpoint:
     frame_key: ClassVar[str]
     protocol: ClassVar[str]
 
-    def __init__(self, gateway: Gateway, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, gateway: Gateway, verifier: TokenVerifier, flusher: Flusher | None = None
+    ) -> None:
         self.gateway = gateway
         self.verifier = verifier
+        self.flusher = flusher or Flusher()
 
     # --- what differs per codec ----------------------------------------------------------------
     async def _register(self, principal: Principal, scope: Scope) -> Connection:
@@ -90,7 +98,8 @@ class SocketEndpoint:
             protocol=self.protocol,
             **self._log_fields(connection),
         )
-        writer = asyncio.create_task(self._write(send, connection))
+        wire: WireProtocol | None = scope.get("extensions", {}).get(WIRE_EXTENSION)
+        writer = asyncio.create_task(self._write(send, connection, wire))
         reason = "disconnected"
         try:
             reason = await self._read(receive, connection)
@@ -129,8 +138,12 @@ class SocketEndpoint:
             await handle(connection, frame)
         return connection.close_request.reason
 
-    async def _write(self, send: Send, connection: Connection) -> None:
+    async def _write(self, send: Send, connection: Connection, wire: WireProtocol | None) -> None:
+        """Close the socket when asked to or when the reader falls behind; with ``wire``, the
+        flusher writes the frames and this task only wakes for that, otherwise it sends them."""
         outbox = connection.outbox
+        if wire is not None:
+            self.flusher.attach(outbox, wire)
         message: dict[str, Any] = {"type": "websocket.send", self.frame_key: None}
         try:
             while True:
@@ -139,9 +152,12 @@ class SocketEndpoint:
                     self._drop_slow_consumer(connection)
                     await _close(send, CLOSE_POLICY, "slow consumer")
                     return
-                for frame in outbox.take_all():
-                    message[self.frame_key] = frame
-                    await send(message)
+                if wire is not None:
+                    write_out(outbox, wire, {})
+                else:
+                    for frame in outbox.take_all():
+                        message[self.frame_key] = frame
+                        await send(message)
                 if outbox.closed:
                     request = connection.close_request
                     if request is not None:

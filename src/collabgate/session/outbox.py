@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 #: One WebSocket frame: text for the JSON codec, binary for the y-websocket codec.
@@ -36,35 +37,65 @@ class Outgoing:
 
 
 class Outbox:
-    """Frames for one connection, written by its writer task in order.
+    """Frames for one connection, written out in order by its transport.
 
     ``push`` never blocks. When the unsent bytes pass ``max_bytes`` (a reader too slow to keep up)
-    the outbox drops what it holds and marks itself ``overflowed``: the writer then closes the
+    the outbox drops what it holds and marks itself ``overflowed``: the transport then closes the
     socket instead of buffering without bound.
+
+    Two ways to be written out. By default a writer task waits on :meth:`wait` and drains
+    :meth:`take_all`. A transport that can write from a callback instead attaches a
+    ``notify`` function, called once when the outbox goes from empty to non-empty; :meth:`wait`
+    then only wakes for what needs the writer task: an overflow or a close.
     """
 
-    __slots__ = ("_frames", "_ready", "closed", "max_bytes", "overflowed", "pending_bytes")
+    __slots__ = (
+        "_frames",
+        "_notify",
+        "_ready",
+        "closed",
+        "max_bytes",
+        "overflowed",
+        "pending_bytes",
+    )
 
     def __init__(self, max_bytes: int) -> None:
         self._frames: deque[Frame] = deque()
         self._ready = asyncio.Event()
+        self._notify: Callable[[], None] | None = None
         self.max_bytes = max_bytes
         self.pending_bytes = 0
         self.overflowed = False
         self.closed = False
 
+    def attach(self, notify: Callable[[], None]) -> None:
+        """Call ``notify`` whenever frames arrive in an empty outbox (and now, if some wait)."""
+        self._notify = notify
+        if self._frames:
+            notify()
+
     def push(self, frame: Frame) -> bool:
         """Queue ``frame``; False when the connection is closed or has just overflowed."""
         if self.closed or self.overflowed:
             return False
+        was_empty = not self._frames
         self._frames.append(frame)
         self.pending_bytes += len(frame)
         if self.pending_bytes > self.max_bytes:
-            self.overflowed = True
-            self._frames.clear()
-            self.pending_bytes = 0
+            self.mark_overflowed()
+            return False
+        if self._notify is None:
+            self._ready.set()
+        elif was_empty:
+            self._notify()
+        return True
+
+    def mark_overflowed(self) -> None:
+        """The reader is too slow: drop what is queued and wake the writer task to close."""
+        self.overflowed = True
+        self._frames.clear()
+        self.pending_bytes = 0
         self._ready.set()
-        return not self.overflowed
 
     async def wait(self) -> None:
         await self._ready.wait()
@@ -73,7 +104,8 @@ class Outbox:
         frames = list(self._frames)
         self._frames.clear()
         self.pending_bytes = 0
-        self._ready.clear()
+        if not (self.closed or self.overflowed):
+            self._ready.clear()
         return frames
 
     def close(self) -> None:

@@ -1,0 +1,111 @@
+"""Frames straight to the socket: one serialisation per broadcast, one write per socket per turn.
+
+Through ASGI, every frame to every recipient costs a coroutine, a writer-task wake-up, a frame
+serialisation and a ``transport.write`` system call. A broadcast carries the same payload to each
+peer, and a server's frames are not masked, so the bytes on the wire are the same for all of
+them. Here they are serialised once per event-loop turn and each socket gets one write of
+everything queued for it during that turn.
+
+:class:`WireProtocol` is uvicorn's websockets-sansio protocol lending itself to the app under the
+``collabgate.wire`` ASGI extension (the handshake, reading, ping/pong and closing stay uvicorn's
+and websockets'); :class:`Flusher` writes, at the end of a turn, every outbox that filled during
+it. Under another ASGI server the extension is absent and the endpoints use plain ASGI sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
+from websockets.http11 import Request
+
+from collabgate.session.outbox import Frame, Outbox
+
+#: The ASGI scope extension under which a socket offers :class:`WireProtocol`.
+EXTENSION = "collabgate.wire"
+
+#: Frames serialised during one flush: ``id(frame)`` → (the frame, kept alive, and its bytes).
+SerialisedFrames = dict[int, tuple[Frame, bytes]]
+
+
+def serialise(frame: Frame, done: SerialisedFrames) -> bytes:
+    """The unmasked, uncompressed wire form of ``frame``, computed once per flush."""
+    known = done.get(id(frame))
+    if known is not None:
+        return known[1]
+    if isinstance(frame, bytes):
+        data = WireFrame(Opcode.BINARY, frame).serialize(mask=False)
+    else:
+        data = WireFrame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    done[id(frame)] = (frame, data)
+    return data
+
+
+class WireProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, plus :meth:`write_frames` for the endpoints."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = cast(dict[str, Any], getattr(self, "scope", None))
+        if scope is not None:  # None: the request was refused before a scope existed
+            scope["extensions"][EXTENSION] = self
+
+    @property
+    def open(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.disconnected
+            and not self.close_sent
+            and not self.transport.is_closing()
+        )
+
+    def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
+        """Write ``frames`` in one system call; the bytes the kernel has not taken yet, or -1
+        when the socket is closing (what was queued for it no longer matters)."""
+        if not self.open:
+            return -1
+        if self.conn.extensions:  # permessage-deflate: each connection compresses on its own
+            for frame in frames:
+                if isinstance(frame, bytes):
+                    self.conn.send_binary(frame)
+                else:
+                    self.conn.send_text(frame.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        else:
+            self.transport.write(b"".join([serialise(frame, done) for frame in frames]))
+        return self.transport.get_write_buffer_size()
+
+
+def write_out(outbox: Outbox, wire: WireProtocol, done: SerialisedFrames) -> None:
+    """Write what ``outbox`` holds; a socket whose unsent bytes pass the outbox's bound is a
+    reader too slow to keep up, and its outbox is marked overflowed (its writer task closes it)."""
+    frames = outbox.take_all()
+    if frames and wire.write_frames(frames, done) > outbox.max_bytes:
+        outbox.mark_overflowed()
+
+
+class Flusher:
+    """Writes every outbox that received frames during an event-loop turn, at the end of it."""
+
+    def __init__(self) -> None:
+        self._dirty: list[tuple[Outbox, WireProtocol]] = []
+        self._scheduled = False
+
+    def attach(self, outbox: Outbox, wire: WireProtocol) -> None:
+        outbox.attach(lambda: self._mark(outbox, wire))
+
+    def _mark(self, outbox: Outbox, wire: WireProtocol) -> None:
+        self._dirty.append((outbox, wire))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        done: SerialisedFrames = {}
+        for outbox, wire in dirty:
+            write_out(outbox, wire, done)
