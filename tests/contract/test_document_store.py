@@ -28,7 +28,8 @@ RESOURCE = "patient:42"
 
 class DocumentBackend(Protocol):
     async def open(self) -> DocumentStore:
-        """A store on this backend's data (again after :meth:`close`: same data)."""
+        """A store on this backend's data (again after :meth:`close`: same data). Opened twice,
+        two independent stores on the same data, as two gateway instances have."""
         ...
 
     async def close(self) -> None: ...
@@ -46,19 +47,20 @@ class SqliteBackend:
     def __init__(self, tmp_path: Path) -> None:
         self.path = tmp_path / "collabgate.sqlite3"
         self.database: SqliteDatabase | None = None
-        self.store: SqliteDocumentStore | None = None
+        self.opened: list[tuple[SqliteDatabase, SqliteDocumentStore]] = []
 
     async def open(self) -> DocumentStore:
         self.database = SqliteDatabase(self.path, max_batch=2048)
-        self.store = SqliteDocumentStore(self.database)
+        store = SqliteDocumentStore(self.database)
         await self.database.open()
-        return self.store
+        self.opened.append((self.database, store))
+        return store
 
     async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
-        if self.database is not None:
-            await self.database.close()
+        opened, self.opened = self.opened, []
+        for database, store in opened:
+            await store.close()
+            await database.close()
 
     async def destroy(self) -> None:
         """The file lives in tmp_path, which pytest removes."""
@@ -74,21 +76,22 @@ class PostgresBackend:
     def __init__(self, tmp_path: Path) -> None:
         self.pg = PostgresTestDatabase()
         self.database: PostgresDatabase | None = None
-        self.store: PostgresDocumentStore | None = None
+        self.opened: list[tuple[PostgresDatabase, PostgresDocumentStore]] = []
 
     async def open(self) -> DocumentStore:
         if not self.pg.created:
             await self.pg.create()
         self.database = PostgresDatabase(self.pg.url, max_batch=2048, health_check_interval=None)
         await self.database.open()
-        self.store = PostgresDocumentStore(self.database)
-        return self.store
+        store = PostgresDocumentStore(self.database)
+        self.opened.append((self.database, store))
+        return store
 
     async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
-        if self.database is not None:
-            await self.database.close()
+        opened, self.opened = self.opened, []
+        for database, store in opened:
+            await store.close()
+            await database.close()
 
     async def destroy(self) -> None:
         await self.pg.drop()
@@ -210,6 +213,41 @@ async def test_updates_after_a_compaction_and_a_second_compaction(
     stored = await document_store.load(RESOURCE)
     assert (stored.snapshot_revision, stored.updates) == (10, updates[10:])
     assert text_of(stored) == final_text
+
+
+async def test_a_compaction_keeps_what_another_store_appended_after_it_loaded(
+    document_backend: DocumentBackend,
+) -> None:
+    """Two instances: one loads to compact, the other appends, then the compaction lands."""
+    compacting, appending = await document_backend.open(), await document_backend.open()
+    updates, final_text = edits(8)
+    await append_all(compacting, updates[:6])
+    loaded = await compacting.load(RESOURCE)  # the compaction's read
+    await append_all(appending, updates[6:], first=7)  # the other instance, meanwhile
+    await compacting.compact(RESOURCE, loaded.revision, snapshot_of(loaded.updates))
+
+    for store in (appending, compacting):
+        stored = await store.load(RESOURCE)
+        assert (stored.snapshot_revision, stored.updates, stored.revision) == (6, updates[6:], 8)
+        assert text_of(stored) == final_text
+
+
+async def test_an_append_below_another_stores_compaction_is_refused_not_lost_silently(
+    document_backend: DocumentBackend,
+) -> None:
+    """An instance that took a revision number before the other compacted past it is told so
+    (the document service then stores the update under the next number) rather than having its
+    update written under the snapshot, where no load would ever read it."""
+    compacting, late = await document_backend.open(), await document_backend.open()
+    updates, final_text = edits(6)
+    await append_all(compacting, updates[:4])
+    await compacting.compact(RESOURCE, 4, snapshot_of(updates[:4]))
+    with pytest.raises(ValueError, match=r"revision 3 of .* is already stored"):
+        await late.append(RESOURCE, 3, updates[4])
+    assert (await late.load(RESOURCE)).revision == 4
+    await late.append(RESOURCE, 5, updates[4])
+    await late.append(RESOURCE, 6, updates[5])
+    assert text_of(await compacting.load(RESOURCE)) == final_text
 
 
 async def test_an_older_snapshot_never_replaces_a_newer_one(document_store: DocumentStore) -> None:
