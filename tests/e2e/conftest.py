@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from collabgate.client import CollabClient
+from tests.contract.test_postgres_specific import PostgresTestDatabase
 from tests.support.gateway_process import GatewayProcess
 
 #: Settings of the shared gateway: small enough limits that every error code can be reached.
@@ -32,6 +36,7 @@ SHARED_ENV = {
 
 
 REDIS_URL = os.environ.get("COLLABGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -43,6 +48,71 @@ def require_service(name: str, host: str, port: int) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def require_binary(name: str) -> str:
+    """The path of a program on PATH; fail in CI, skip elsewhere, when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (`make test-setup` installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class Cluster:
+    """Gateway instances sharing Redis, RabbitMQ and one fresh PostgreSQL database."""
+
+    gateways: list[GatewayProcess]
+    database_url: str
+
+
+@contextlib.asynccontextmanager
+async def gateway_cluster(
+    tmp_path: Path, count: int = 2, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    """Start ``count`` instances (gw-a, gw-b, ...) on the machine's Redis and RabbitMQ, with a
+    unique key prefix and exchange, and a database of their own; stop and drop it all after."""
+    require_service("Redis", "127.0.0.1", 6379)
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    database = PostgresTestDatabase()
+    url = await database.create()
+    prefix = f"cgtest:{uuid.uuid4().hex}:"
+    common = {
+        "COLLABGATE_REDIS_URL": REDIS_URL,
+        "COLLABGATE_REDIS_KEY_PREFIX": prefix,
+        "COLLABGATE_AMQP_URL": AMQP_URL,
+        "COLLABGATE_AMQP_EXCHANGE": f"cgtest.{uuid.uuid4().hex}",
+        "COLLABGATE_DATABASE_URL": url,
+        "COLLABGATE_LOCK_HOLDER_GRACE_SECONDS": "1",
+        "COLLABGATE_PRESENCE_TTL_SECONDS": "3",
+        **(env or {}),
+    }
+    keys = tmp_path / "shared"  # one key pair: a token works on every instance
+    gateways = [
+        GatewayProcess(keys, env={**common, "COLLABGATE_INSTANCE_ID": f"gw-{chr(ord('a') + i)}"})
+        for i in range(count)
+    ]
+    try:
+        # Every start finishes (return_exceptions) before the clean-up below looks at them.
+        started = await asyncio.gather(
+            *(asyncio.to_thread(g.start) for g in gateways), return_exceptions=True
+        )
+        for result in started:
+            if isinstance(result, BaseException):
+                raise result
+        yield Cluster(gateways, url)
+    finally:
+        for process in gateways:
+            if process.process is not None and process.process.poll() is None:
+                try:
+                    await asyncio.to_thread(process.terminate)
+                except Exception:
+                    process.kill()
+        delete_keys(prefix)
+        await database.drop()
 
 
 @pytest.fixture(scope="module", params=["embedded", "redis"])

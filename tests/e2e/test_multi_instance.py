@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,43 +10,18 @@ import pytest
 from pycrdt import Text
 
 from collabgate.client import CollabClient, LockDenial, LockGrant
-from tests.contract.test_postgres_specific import PostgresTestDatabase
-from tests.e2e.conftest import REDIS_URL, delete_keys, require_service
+from tests.e2e.conftest import gateway_cluster
 from tests.support.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.e2e
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 RESOURCE = "patient:shared-1"
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess, str]]:
-    require_service("Redis", "127.0.0.1", 6379)
-    require_service("RabbitMQ", "127.0.0.1", 5672)
-    database = PostgresTestDatabase()
-    url = await database.create()
-    prefix = f"cgtest:{uuid.uuid4().hex}:"
-    common = {
-        "COLLABGATE_REDIS_URL": REDIS_URL,
-        "COLLABGATE_REDIS_KEY_PREFIX": prefix,
-        "COLLABGATE_AMQP_URL": AMQP_URL,
-        "COLLABGATE_AMQP_EXCHANGE": f"cgtest.{uuid.uuid4().hex}",
-        "COLLABGATE_DATABASE_URL": url,
-        "COLLABGATE_LOCK_HOLDER_GRACE_SECONDS": "1",
-        "COLLABGATE_PRESENCE_TTL_SECONDS": "3",
-    }
-    keys = tmp_path / "shared"  # one key pair: a token works on every instance
-    first = GatewayProcess(keys, env={**common, "COLLABGATE_INSTANCE_ID": "gw-a"})
-    second = GatewayProcess(keys, env={**common, "COLLABGATE_INSTANCE_ID": "gw-b"})
-    await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))
-    try:
-        yield first, second, url
-    finally:
-        for process in (first, second):
-            if process.process is not None and process.process.poll() is None:
-                await asyncio.to_thread(process.terminate)
-        delete_keys(prefix)
-        await database.drop()
+    async with gateway_cluster(tmp_path, count=2) as started:
+        first, second = started.gateways
+        yield first, second, started.database_url
 
 
 async def test_users_on_different_instances_collaborate(
