@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck check bench clean test-setup
+.PHONY: run test lint typecheck check bench bench-fanout bench-cluster clean test-setup
 .DEFAULT_GOAL := help
 
 help:
@@ -37,8 +37,15 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict -p tools.load
 
-bench: $(STAMP)
+# The core fan-out benchmark, then three instances on Redis + RabbitMQ + PostgreSQL against one
+# embedded instance at the same user counts (docs/performance.md).
+bench: bench-fanout bench-cluster
+
+bench-fanout: $(STAMP)
 	$(PY) bench/fanout.py $(BENCH_ARGS)
+
+bench-cluster: $(STAMP)
+	$(PY) bench/cluster.py $(BENCH_CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* var .mypy_cache .ruff_cache .pytest_cache

@@ -188,6 +188,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level logged."
     )
+    gc_pause_warn_seconds: float = Field(
+        0.1, gt=0, description="Log a garbage-collector pause longer than this (all are metered)."
+    )
+    gc_freeze: bool = Field(
+        True,
+        description="Freeze what survives each full garbage collection, so the next walks only "
+        "newer objects (short pauses; docs/performance.md).",
+    )
+    gc_full_collection_interval_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="With GC_FREEZE: unfreeze and collect everything this often (reclaims "
+        "cycles among frozen objects; one long pause).",
+    )
 
     @field_validator("resource_types", mode="before")
     @classmethod

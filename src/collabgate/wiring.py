@@ -8,6 +8,7 @@ switches sessions, presence and locks to Redis, ``COLLABGATE_AMQP_URL`` the room
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.locks.memory import MemoryLockStore
 from collabgate.locks.port import LockStore
 from collabgate.locks.redis import RedisLockStore
+from collabgate.ops.gc_policy import GcPolicy
 from collabgate.ops.metrics import Metrics
 from collabgate.ops.redis_support import RedisGuard, create_redis, redis_breaker
 from collabgate.presence.memory import MemoryPresenceStore
@@ -50,6 +52,13 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.gc_policy = GcPolicy(
+            self.metrics.gc_pause,
+            warn_seconds=settings.gc_pause_warn_seconds,
+            freeze=settings.gc_freeze,
+            full_interval=settings.gc_full_collection_interval_seconds,
+        )
+        self._gc_task: asyncio.Task[None] | None = None
         self.verifier = TokenVerifier.from_settings(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.adapters: dict[str, str] = {}
@@ -77,6 +86,8 @@ class Runtime:
         return self._gateway
 
     async def start(self) -> None:
+        self.gc_policy.install()
+        self._gc_task = asyncio.create_task(self.gc_policy.run())
         sessions, presence, locks = await self._state_adapters()
         await self.database.open()
         await self.verifier.warm_up()
@@ -187,6 +198,9 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()
         await self.verifier.aclose()
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+        self.gc_policy.remove()
         log.info("gateway_stopped", instance=self.settings.instance_name)
 
     def refresh_gauges(self) -> None:

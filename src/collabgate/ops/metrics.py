@@ -132,6 +132,13 @@ class Metrics:
         self.up = Gauge(
             "collabgate_up", "1 while the instance serves, 0 while it drains.", registry=r
         )
+        self.gc_pause = Histogram(
+            "collabgate_gc_pause_seconds",
+            "Event-loop stops for Python's cyclic garbage collector, by generation.",
+            ["generation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
         # Children resolved once: `.labels()` on every message costs more than the increment.
         self.received_by_type = {
