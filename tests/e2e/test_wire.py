@@ -49,6 +49,14 @@ async def burst_of_edits(writer: CollabClient, resource: str) -> str:
     return str(writer.text(resource))
 
 
+async def next_of_type(ws: Any, kind: str) -> dict[str, Any]:
+    """The next frame of ``kind``, past presence events that may come first."""
+    while True:
+        frame = await asyncio.wait_for(next_frame(ws), 10)
+        if frame["type"] == kind:
+            return frame
+
+
 async def relayed_revisions(ws: Any, count: int) -> list[int]:
     revisions: list[int] = []
     while len(revisions) < count:
@@ -69,7 +77,7 @@ async def test_compressed_sockets_get_every_frame_in_order(
         assert "permessage-deflate" in reader.response.headers.get("Sec-WebSocket-Extensions", "")
         await next_frame(reader)  # CONNECTED
         await reader.send(orjson.dumps({"type": "JOIN_RESOURCE", "resourceId": resource}).decode())
-        assert (await next_frame(reader))["type"] == "RESOURCE_STATE"
+        await next_of_type(reader, "RESOURCE_STATE")
         async with CollabClient(
             gateway.ws_url, gateway.token("writer", "surgeon"), reconnect=False, compression=True
         ) as writer:
@@ -96,7 +104,7 @@ async def test_one_broadcast_reaches_both_codecs_whole_and_in_order(
         await json_reader.send(
             orjson.dumps({"type": "JOIN_RESOURCE", "resourceId": resource}).decode()
         )
-        assert (await next_frame(json_reader))["type"] == "RESOURCE_STATE"
+        await next_of_type(json_reader, "RESOURCE_STATE")
         async with CollabClient(
             gateway.ws_url, gateway.token("writer", "surgeon"), reconnect=False
         ) as writer:
