@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
 import orjson
 import pytest
 from pycrdt import Doc, Text
+from structlog.testing import capture_logs
 
 from collabgate.audit.port import AuditEvent, AuditEventType
 from collabgate.auth.principal import Principal, Role
@@ -459,3 +461,24 @@ async def test_compaction_is_built_from_storage_not_memory() -> None:
     probe = Doc()
     probe.apply_update(stored.snapshot)
     assert "remote" in str(probe.get("content", type=Text))
+
+
+async def test_a_periodic_job_meeting_a_dead_dependency_warns_without_a_traceback() -> None:
+    """Redis down: presence and lock jobs fail every tick; that is a warning, not an error."""
+    harness = Harness()
+    calls: list[str] = []
+
+    async def reap_dead_instances() -> None:
+        calls.append("dependency")
+        if len(calls) == 1:
+            raise ConnectionError("redis unavailable during presence_reap")
+        if len(calls) == 2:
+            raise ValueError("a bug")
+        raise asyncio.CancelledError
+
+    with capture_logs() as logs, pytest.raises(asyncio.CancelledError):
+        await harness.gateway._every(0, reap_dead_instances)
+    events = [(entry["event"], entry["log_level"]) for entry in logs]
+    assert events == [("periodic_job_skipped", "warning"), ("periodic_job_failed", "error")]
+    assert logs[0]["reason"] == "redis unavailable during presence_reap"
+    assert logs[0]["job"] == "reap_dead_instances"

@@ -1077,6 +1077,10 @@ class Gateway:
             await asyncio.sleep(seconds)
             try:
                 await job()
+            except self._unavailable as exc:  # a dependency is down: known, metered, retried
+                log.warning(
+                    "periodic_job_skipped", job=getattr(job, "__name__", "job"), reason=str(exc)
+                )
             except Exception:
                 log.exception("periodic_job_failed", job=getattr(job, "__name__", "job"))
 
