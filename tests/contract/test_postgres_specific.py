@@ -54,6 +54,7 @@ from collabgate.storage.postgres import (
     PostgresUnavailableError,
     redact,
 )
+from tests.support.requirements import unavailable
 
 TEST_DATABASE_URL = os.environ.get(
     "COLLABGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -74,13 +75,10 @@ async def connect_admin() -> asyncpg.Connection[asyncpg.Record]:
     try:
         return await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
     except Exception as exc:
-        message = (
+        unavailable(
             f"PostgreSQL tests need a PostgreSQL at {redact(TEST_DATABASE_URL)}"
             f" (COLLABGATE_TEST_DATABASE_URL): {exc!r}"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class PostgresTestDatabase:

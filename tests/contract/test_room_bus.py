@@ -32,6 +32,7 @@ from collabgate.bus.memory import InProcessBus, InProcessHub
 from collabgate.bus.port import RoomBus, RoomEvent, RoomEventHandler
 from collabgate.bus.rabbitmq import AMQP_URL_VARIABLE, AmqpStartupError, RabbitMqBus
 from collabgate.ops.metrics import Metrics
+from tests.support.requirements import unavailable
 
 TEST_AMQP_URL = os.environ.get("COLLABGATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 _TEST_URL = URL(TEST_AMQP_URL)
@@ -81,10 +82,7 @@ def event(origin: str, frame: str, resource_id: str = R1, update: bytes | None =
 
 
 def missing_broker(reason: str) -> NoReturn:
-    message = f"RabbitMQ bus tests need a broker at {TEST_AMQP_URL}: {reason}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"RabbitMQ bus tests need a broker at {TEST_AMQP_URL}: {reason}")
 
 
 async def require_broker() -> None:

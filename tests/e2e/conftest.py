@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import sqlite3
 import time
 import uuid
@@ -24,6 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from collabgate.client import CollabClient
 from tests.contract.test_postgres_specific import PostgresTestDatabase
 from tests.support.gateway_process import GatewayProcess
+from tests.support.requirements import require_service
 
 #: Settings of the shared gateway: small enough limits that every error code can be reached.
 SHARED_ENV = {
@@ -37,28 +36,6 @@ SHARED_ENV = {
 
 REDIS_URL = os.environ.get("COLLABGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Fail in CI, skip elsewhere, when a service the test needs is not listening."""
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError:
-        message = f"{name} is not reachable on {host}:{port}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def require_binary(name: str) -> str:
-    """The path of a program on PATH; fail in CI, skip elsewhere, when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (`make test-setup` installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @dataclass

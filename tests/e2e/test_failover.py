@@ -29,7 +29,7 @@ import pytest
 
 from collabgate.client import CollabClient, LockGrant
 from collabgate.client.models import Frame
-from tests.e2e.conftest import Cluster, gateway_cluster, require_binary
+from tests.e2e.conftest import Cluster, gateway_cluster
 from tests.faults.harness import (
     RESOURCE,
     Editor,
@@ -42,6 +42,7 @@ from tests.faults.harness import (
 )
 from tests.support.gateway_process import GatewayProcess
 from tests.support.haproxy_process import REFERENCE_CONFIG, HAProxyProcess
+from tests.support.requirements import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

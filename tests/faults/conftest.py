@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.contract.test_postgres_specific import PostgresTestDatabase
-from tests.e2e.conftest import REDIS_URL, delete_keys, require_service
+from tests.e2e.conftest import REDIS_URL, delete_keys
 from tests.support.gateway_process import GatewayProcess
+from tests.support.requirements import require_service
 from tests.support.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,6 @@ environment (.venv-checkov, created by `make test-setup`).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.requirements import IN_CI
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 MODULE_NAMES = ("networking", "compute", "database", "cache", "messaging", "monitoring", "security")
 ENVIRONMENTS = ("dev", "staging", "prod")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def _require_hcl2() -> None:

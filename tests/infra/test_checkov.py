@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import IN_CI, REPO, TERRAFORM, all_tf_files
+from tests.support.requirements import unavailable
+
+from .conftest import REPO, TERRAFORM, all_tf_files
 
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=(?P<id>[A-Z0-9_]+)(?::(?P<reason>.*))?$")
@@ -20,10 +22,10 @@ SKIP_COMMENT = re.compile(r"#\s*checkov:skip=(?P<id>[A-Z0-9_]+)(?::(?P<reason>.*
 @pytest.fixture(scope="module")
 def checkov_report() -> dict[str, Any]:
     if not CHECKOV.exists():
-        message = f"{CHECKOV.relative_to(REPO)} is missing: run `make test-setup` (creates .venv-checkov with checkov==3.3.30)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(
+            f"{CHECKOV.relative_to(REPO)} is missing: run `make test-setup` "
+            "(creates .venv-checkov with checkov==3.3.30)"
+        )
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "ERROR"}
     proc = subprocess.run(
         [

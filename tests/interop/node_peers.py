@@ -9,26 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
+
+from tests.support.requirements import require
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def require(condition: bool, message: str) -> None:
-    """Fail in CI, skip elsewhere, when a tool the test needs is missing."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def node_binary() -> str:

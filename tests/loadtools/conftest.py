@@ -18,17 +18,9 @@ from typing import Any
 import pytest
 from tools.load import LOAD_DIR
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support.requirements import require
+
 NODE_MODULES = LOAD_DIR / "node_modules"
-
-
-def require(condition: bool, message: str) -> None:
-    """Fail in CI, skip elsewhere, when a tool the test needs is missing."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def node() -> str:

@@ -8,7 +8,6 @@ Debian's packages through ``monitoring-tools`` in mk/monitoring.mk).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from tools.monitoring import ALERTMANAGER_DIR, PROMETHEUS_DIR, ROOT, RULE_FILES, RULE_TEST_FILES
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support.requirements import unavailable
+
 RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_BASE = "https://github.com/collabgate/collabgate/blob/main/docs/runbooks/"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
@@ -46,9 +45,7 @@ def need(*binaries: str) -> None:
         return
     packages = sorted({PACKAGES.get(Path(b).name, Path(b).name) for b in missing})
     message = f"not installed: {', '.join(missing)} (make monitoring-tools, or apt-get install {' '.join(packages)})"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

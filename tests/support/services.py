@@ -18,22 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 from tools.monitoring.processes import Daemon, free_port
+
+from tests.support.requirements import require_binary
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without the su wrapper
 POSTGRES_BIN = Path(os.environ.get("COLLABGATE_TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def require_binary(path: str) -> str:
-    """The binary's path; skip without it (fail under CI=true)."""
-    found = shutil.which(path) if "/" not in path else (path if os.access(path, os.X_OK) else None)
-    if found is None:
-        message = f"fault tests need {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
