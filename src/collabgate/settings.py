@@ -192,12 +192,13 @@ class Settings(BaseSettings):
         0.1, gt=0, description="Log a garbage-collector pause longer than this (all are metered)."
     )
     gc_freeze: bool = Field(
-        True,
+        False,
         description="Freeze what survives each full garbage collection, so the next walks only "
-        "newer objects (short pauses; docs/performance.md).",
+        "newer objects: shorter pauses, but closed connections wait in memory for the next "
+        "GC_FULL_COLLECTION_INTERVAL (docs/performance.md).",
     )
     gc_full_collection_interval_seconds: float = Field(
-        600.0,
+        60.0,
         gt=0,
         description="With GC_FREEZE: unfreeze and collect everything this often (reclaims "
         "cycles among frozen objects; one long pause).",

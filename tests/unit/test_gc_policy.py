@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
@@ -75,3 +76,23 @@ def test_removed_policy_sees_nothing(metrics: Metrics) -> None:
     assert policy not in gc.callbacks
     assert full_collections(metrics) == 0
     assert gc.get_freeze_count() == 0
+
+
+def test_a_closed_outbox_is_freed_by_reference_counting_alone() -> None:
+    """A frozen connection that leaves no cycle behind does not wait for a full collection."""
+    from collabgate.session.outbox import Outbox
+
+    async def scenario() -> weakref.ref[Node]:
+        outbox = Outbox(max_bytes=1024)
+        witness = Node()  # lives exactly as long as the notify function, which holds the outbox
+        outbox.attach(lambda: (outbox.take_all(), witness))  # as the flusher's: a cycle
+        outbox.push("frame")
+        outbox.close()
+        return weakref.ref(witness)
+
+    gc.disable()
+    try:
+        gone = asyncio.run(scenario())
+        assert gone() is None
+    finally:
+        gc.enable()

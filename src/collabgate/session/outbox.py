@@ -111,6 +111,7 @@ class Outbox:
     def close(self) -> None:
         """Stop accepting frames and wake the writer so it can finish."""
         self.closed = True
+        self._notify = None  # it refers back to this outbox: let reference counting free both
         self._ready.set()
 
     def __len__(self) -> int:
