@@ -9,6 +9,8 @@ switches sessions, presence and locks to Redis, ``COLLABGATE_AMQP_URL`` the room
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -186,22 +188,41 @@ class Runtime:
         await self.gateway.drain()
 
     async def stop(self) -> None:
-        """Flush everything pending (documents, audit), then release the adapters."""
+        """Flush everything pending (documents, audit), then release the adapters.
+
+        Releasing a connection to Redis, RabbitMQ or the JWKS endpoint may not hang the exit:
+        each such step gets ``shutdown_timeout_seconds`` and is logged if it needs it. The
+        durable flushes (documents, audit, database) run to the end, bounded by their own
+        database timeouts: what they hold must reach the database or the audit spill file.
+        """
         if self._gateway is not None:
-            await self._gateway.stop()
-            await self._gateway.presence.close()
-            await self._gateway.locks.close()
-            await self._gateway.sessions.close()
+            gateway = self._gateway
+            await self._release("gateway", gateway.stop())
+            await self._release("presence", gateway.presence.close())
+            await self._release("locks", gateway.locks.close())
+            await self._release("sessions", gateway.sessions.close())
         await self.documents.close()
         await self.audit.close()
         await self.database.close()
         if self.redis is not None:
-            await self.redis.aclose()
-        await self.verifier.aclose()
+            await self._release("redis", self.redis.aclose())
+        await self._release("jwks", self.verifier.aclose())
         if self._gc_task is not None:
             self._gc_task.cancel()
         self.gc_policy.remove()
         log.info("gateway_stopped", instance=self.settings.instance_name)
+
+    async def _release(self, step: str, closing: Awaitable[None]) -> None:
+        limit = self.settings.shutdown_timeout_seconds
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(closing, limit)
+        except TimeoutError:
+            log.error("shutdown_step_timed_out", step=step, seconds=limit)
+            return
+        elapsed = time.monotonic() - started
+        if elapsed > 1.0:
+            log.warning("shutdown_step_slow", step=step, seconds=round(elapsed, 2))
 
     def refresh_gauges(self) -> None:
         """Gauges read at scrape time, so every scrape has them (not only /ready's callers)."""

@@ -126,6 +126,17 @@ def test_concurrency_must_be_held_without_a_break() -> None:
     assert row.measured.startswith("190 s")
 
 
+def test_a_soak_tolerates_a_user_between_sessions_even_at_five_users() -> None:
+    """1 % of 5 users rounds to nobody; a sample catching one user reconnecting is not a break."""
+    plan = scenarios.scaled(scenarios.load("soak"), users=5, duration=60)
+    reconnecting = [5] * 4 + [4] + [5] * 4 + [4] + [5] * 4  # 140 s, one user between sessions twice
+    e = evaluate.evaluate(plan, artillery([20] * 14), samples(reconnecting), RUN)
+    assert by_name(e)["5 concurrent users held"].passed
+    two_gone = [5] * 4 + [3] + [5] * 4  # 30 s, two gone, 30 s: never 60 s unbroken
+    e = evaluate.evaluate(plan, artillery([20] * 14), samples(two_gone), RUN)
+    assert not by_name(e)["5 concurrent users held"].passed
+
+
 def test_nothing_measured_is_not_a_pass() -> None:
     plan = scenarios.load("stress")
     e = evaluate.evaluate(plan, {}, [], {"gateway": {}})
