@@ -179,12 +179,13 @@ def scaled(
 
 def _keep_everyone_for_the_sustained_part(scenario: Scenario) -> None:
     """Rounding phases up to whole seconds can eat the margin between the last arrival plus the
-    sustained part and the end of each user's shift: give it back (1 to 60 s)."""
+    sustained part and the end of each user's shift: give it back (2 to 60 s, so that a scaled-down
+    run still spans a few of the runner's samples past the sustained part)."""
     variables = scenario.variables
     if "holdSeconds" not in variables or "sustainSeconds" not in variables:
         return
     sustain = float(variables["sustainSeconds"])
-    needed = scenario.windows()[-1].end + sustain + min(60.0, max(1.0, 0.1 * sustain))
+    needed = scenario.windows()[-1].end + sustain + min(60.0, max(2.0, 0.1 * sustain))
     if float(variables["holdSeconds"]) < needed:
         variables["holdSeconds"] = _tidy(needed)
 
