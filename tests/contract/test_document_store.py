@@ -295,6 +295,26 @@ async def test_a_refused_append_does_not_fail_the_appends_committed_with_it(
     assert stored.updates == [b"one", *(b"u%d" % revision for revision in range(2, 41))]
 
 
+async def test_appends_to_several_resources_at_once_are_checked_per_resource(
+    document_store: DocumentStore,
+) -> None:
+    await document_store.append("patient:a", 1, b"a1")
+    await document_store.append("patient:b", 5, b"b5")
+    results = await asyncio.gather(
+        document_store.append("patient:a", 2, b"a2"),
+        document_store.append("patient:b", 5, b"taken"),
+        document_store.append("patient:b", 6, b"b6"),
+        document_store.append("patient:c", 1, b"c1"),
+        document_store.append("patient:c", 1, b"c1 again"),
+        return_exceptions=True,
+    )
+    refused = [isinstance(result, ValueError) for result in results]
+    assert refused == [False, True, False, False, True], results
+    assert (await document_store.load("patient:a")).updates == [b"a1", b"a2"]
+    assert (await document_store.load("patient:b")).updates == [b"b5", b"b6"]
+    assert (await document_store.load("patient:c")).updates == [b"c1"]
+
+
 async def test_data_survives_close_and_reopen(document_backend: DocumentBackend) -> None:
     store = await document_backend.open()
     updates, final_text = edits(10)

@@ -111,16 +111,24 @@ def count_parents(connection: sqlite3.Connection) -> int:
 
 
 async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
-    """Queue ``writes`` while the writer is held, so that they are committed as one batch."""
+    """Queue ``writes`` while the writer is held, so that they are committed as one batch.
+
+    A write is a function of the connection, or ``(bulk_operation, item)`` for ``write_many``.
+    """
     started, release = threading.Event(), threading.Event()
 
     def hold(_: sqlite3.Connection) -> None:
         started.set()
         release.wait()
 
+    def queue(write: Any) -> Awaitable[Any]:
+        if isinstance(write, tuple):
+            return asyncio.ensure_future(database.write_many(*write))
+        return asyncio.ensure_future(database.write(write))
+
     held = asyncio.ensure_future(database.write(hold))
     await asyncio.to_thread(started.wait)
-    pending: list[Awaitable[Any]] = [asyncio.ensure_future(database.write(w)) for w in writes]
+    pending = [queue(write) for write in writes]
     await asyncio.sleep(0)  # let every write queue itself behind the held batch
     release.set()
     await held
@@ -177,3 +185,53 @@ async def test_close_commits_every_queued_write(tmp_path: Path) -> None:
     await database.open()
     assert await database.read(count_parents) == 500
     await database.close()
+
+
+# --- bulk writes ----------------------------------------------------------------------------------
+
+
+def parents_in_insertion_order(connection: sqlite3.Connection) -> list[int]:
+    return [int(row[0]) for row in connection.execute("SELECT id FROM parent ORDER BY rowid")]
+
+
+class BulkInsert:
+    """A bulk operation that records each call's items; an id of 0 fails alone."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, connection: sqlite3.Connection, ids: list[int]) -> list[Exception | None]:
+        self.calls.append(list(ids))
+        outcomes: list[Exception | None] = []
+        for parent_id in ids:
+            if parent_id == 0:
+                outcomes.append(ValueError("id 0 is refused"))
+                continue
+            connection.execute("INSERT INTO parent VALUES (?)", (parent_id,))
+            outcomes.append(None)
+        return outcomes
+
+
+async def test_consecutive_bulk_writes_run_as_one_call_and_keep_the_queue_order(
+    database: SqliteDatabase,
+) -> None:
+    bulk = BulkInsert()
+    results = await in_one_batch(
+        database, (bulk, 1), (bulk, 2), insert_parent(3), (bulk, 4), (bulk, 0), (bulk, 5)
+    )
+    assert bulk.calls == [[1, 2], [4, 0, 5]]  # one call per run, split by the plain write
+    assert isinstance(results[4], ValueError)  # the refused item fails alone ...
+    assert [results[n] for n in (0, 1, 3, 5)] == [None] * 4  # ... the others are stored
+    assert await database.read(parents_in_insertion_order) == [1, 2, 3, 4, 5]
+
+
+async def test_a_raising_bulk_operation_is_retried_item_by_item(database: SqliteDatabase) -> None:
+    def strict(connection: sqlite3.Connection, ids: list[int]) -> list[None]:
+        for parent_id in ids:  # a duplicate key raises, after the rows before it went in
+            connection.execute("INSERT INTO parent VALUES (?)", (parent_id,))
+        return [None] * len(ids)
+
+    results = await in_one_batch(database, (strict, 1), (strict, 1), (strict, 2))
+    assert [results[0], results[2]] == [None, None]
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert await database.read(parents_in_insertion_order) == [1, 2]

@@ -15,6 +15,7 @@ from collabgate.audit.port import AuditEvent, AuditEventType
 from collabgate.auth.principal import Principal, Role
 from collabgate.bus.memory import InProcessBus
 from collabgate.documents.memory import MemoryDocumentStore
+from collabgate.documents.server_document import ServerDocument
 from collabgate.documents.service import DocumentService
 from collabgate.errors import MaxConnectionsExceeded
 from collabgate.locks.memory import MemoryLockStore
@@ -424,8 +425,6 @@ async def test_two_gateways_on_one_bus_relay_updates() -> None:
 
 
 async def test_a_revision_taken_by_another_instance_is_skipped_not_overwritten() -> None:
-    from collabgate.documents.server_document import ServerDocument
-
     store = MemoryDocumentStore()
     service = DocumentService(store, compaction_threshold=1000)
     first, second = Doc(), Doc()
@@ -444,9 +443,9 @@ async def test_a_revision_taken_by_another_instance_is_skipped_not_overwritten()
     assert sorted(str(probe.get("content", type=Text)).split()) == ["again", "here", "there"]
 
 
-async def test_compaction_is_built_from_storage_not_memory() -> None:
+async def test_compaction_of_a_shared_store_is_built_from_storage_not_memory() -> None:
     store = MemoryDocumentStore()
-    service = DocumentService(store, compaction_threshold=2)
+    service = DocumentService(store, compaction_threshold=2, shared_store=True)
     local, remote = Doc(), Doc()
     document = await service.get(RESOURCE)
     lost_on_the_bus = text_update(remote, "remote ")
@@ -461,6 +460,27 @@ async def test_compaction_is_built_from_storage_not_memory() -> None:
     probe = Doc()
     probe.apply_update(stored.snapshot)
     assert "remote" in str(probe.get("content", type=Text))
+
+
+async def test_compaction_of_a_store_of_its_own_is_taken_from_memory_and_loses_nothing() -> None:
+    store = MemoryDocumentStore()
+    service = DocumentService(store, compaction_threshold=3)
+    client = Doc()
+    document = await service.get(RESOURCE)
+    updates = [text_update(client, f"w{n} ") for n in range(4)]
+    for update in updates[:3]:  # the third reaches the threshold: a compaction starts
+        await service.persist(document, service.apply(document, update), update)
+    # Applied (peers have it) but not yet stored when the compaction snapshots memory.
+    in_flight = service.apply(document, updates[3])
+    await service.close()
+    stored = await store.load(RESOURCE)
+    assert stored.snapshot is not None
+    assert stored.snapshot_revision == 3  # what was durable, not what was applied
+    assert stored.updates == []
+    await store.append(RESOURCE, in_flight, updates[3])  # its append lands after the compaction
+    rebuilt = Doc()
+    rebuilt.apply_update(ServerDocument(RESOURCE, await store.load(RESOURCE)).full_state())
+    assert str(rebuilt.get("content", type=Text)) == "w0 w1 w2 w3 "
 
 
 async def test_a_periodic_job_meeting_a_dead_dependency_warns_without_a_traceback() -> None:

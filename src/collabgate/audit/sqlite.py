@@ -69,6 +69,10 @@ GUARD_TRIGGERS = (
     "audit_head_no_delete",
 )
 
+#: Rows per INSERT: 10 bound variables each, far below SQLite's limit (32,766).
+ROWS_PER_STATEMENT = 500
+_ROW = "(" + ", ".join("?" * 10) + ")"
+
 _COLUMNS = (
     "seq, occurred_at, event_type, instance_id, user_id, resource_id, connection_id,"
     " details, prev_hash, hash"
@@ -128,9 +132,14 @@ def _append(prepared: list[PreparedEvent], connection: sqlite3.Connection) -> No
         digest = link_canonical(prev_hash, seq, canonical)
         rows.append((seq, *columns, prev_hash, digest))
         prev_hash = digest
-    connection.executemany(
-        f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 10)})", rows
-    )
+    # Multi-row statements, not executemany: each row of that is another GIL hand-off for the
+    # writer thread (see collabgate.storage.sqlite).
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        connection.execute(
+            f"INSERT INTO audit_log ({_COLUMNS}) VALUES " + ", ".join([_ROW] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
     connection.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
 
 

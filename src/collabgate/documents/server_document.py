@@ -17,7 +17,7 @@ class ServerDocument:
     operation from Python, and no observers are registered (pycrdt 0.14 leaks around observers).
     """
 
-    __slots__ = ("_doc", "resource_id", "revision", "updates_since_snapshot")
+    __slots__ = ("_doc", "resource_id", "revision", "stored_revision", "updates_since_snapshot")
 
     def __init__(self, resource_id: str, stored: StoredDocument) -> None:
         self.resource_id = resource_id
@@ -27,6 +27,8 @@ class ServerDocument:
         for update in stored.updates:
             self._doc.apply_update(update)
         self.revision = stored.revision
+        #: The highest revision known to be durable (``revision`` counts applied ones too).
+        self.stored_revision = stored.revision
         self.updates_since_snapshot = len(stored.updates)
 
     def apply(self, update: bytes) -> int:
@@ -53,6 +55,7 @@ class ServerDocument:
         for update in stored.updates:
             self.apply_remote(update)
         self.revision = max(self.revision, stored.revision)
+        self.stored_revision = max(self.stored_revision, stored.revision)
 
     def full_state(self) -> bytes:
         return self._doc.get_update()

@@ -106,29 +106,39 @@ class DocumentService:
                 stored = await self._store.load(document.resource_id)
                 document.revision = max(document.revision, stored.revision) + 1
                 revision = document.revision
+        document.stored_revision = max(document.stored_revision, revision)
         if document.updates_since_snapshot >= self._threshold:
             self._compact_in_background(document)
         return revision
 
     def _compact_in_background(self, document: ServerDocument) -> None:
         document.updates_since_snapshot = 0
-        task = asyncio.get_running_loop().create_task(self._compact(document.resource_id))
+        task = asyncio.get_running_loop().create_task(self._compact(document))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _compact(self, resource_id: str) -> None:
+    async def _compact(self, document: ServerDocument) -> None:
         """Fold the stored updates into one snapshot.
 
-        Built from what is stored, not from the in-memory copy: with several instances, that copy
-        may lack an update another instance stored (room events can be lost between instances),
-        and compacting from it would delete that update for good.
+        With a shared store it is built from what is stored, not from the in-memory copy: with
+        several instances, that copy may lack an update another instance stored (room events can
+        be lost between instances), and compacting from it would delete that update for good.
+        With a store of its own, this instance's copy holds every stored update, so the snapshot
+        is taken from memory, with no load. It may hold updates still on their way to the store
+        as well, which is harmless: they are stored after it under higher revisions, and Y.js
+        applies an update it already has as a no-op.
         """
+        resource_id = document.resource_id
         try:
-            stored = await self._store.load(resource_id)
-            if not stored.updates:
-                return
-            snapshot = ServerDocument(resource_id, stored).full_state()
-            await self._store.compact(resource_id, stored.revision, snapshot)
+            if self.shared_store:
+                stored = await self._store.load(resource_id)
+                if not stored.updates:
+                    return
+                snapshot = ServerDocument(resource_id, stored).full_state()
+                revision = stored.revision
+            else:
+                snapshot, revision = document.full_state(), document.stored_revision
+            await self._store.compact(resource_id, revision, snapshot)
         except Exception as exc:  # the update log still holds everything; retry next threshold
             log.warning("compaction_failed", resource_id=resource_id, error=str(exc))
             if self._on_compaction_error is not None:

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar, cast
 from urllib.parse import unquote, urlsplit
@@ -50,6 +50,7 @@ from asyncpg.pool import PoolConnectionProxy
 from collabgate.ops.metrics import Metrics
 from collabgate.ops.redis_support import redact_url
 from collabgate.settings import SettingsError
+from collabgate.storage.batching import consecutive_runs
 from collabgate.storage.migrations import SCHEMA_HEAD
 
 log = structlog.get_logger(__name__)
@@ -205,18 +206,10 @@ async def _call_each(
     return [await operation(connection) for operation in operations]
 
 
-def _runs(batch: list[_Write]) -> Iterator[tuple[BulkOperation[Any, Any], list[_Write]]]:
-    """Split ``batch`` into runs of consecutive writes of one operation, keeping the order."""
-    start = 0
-    for index in range(1, len(batch) + 1):
-        if index == len(batch) or batch[index].operation != batch[start].operation:
-            yield batch[start].operation, batch[start:index]
-            start = index
-
-
 async def _run_together(connection: Connection, batch: list[_Write]) -> list[object]:
     outcomes: list[object] = []
-    for operation, run in _runs(batch):
+    for run in consecutive_runs(batch, lambda write: write.operation):
+        operation = run[0].operation
         results = await operation(connection, [write.item for write in run])
         if len(results) != len(run):
             raise RuntimeError(f"{operation!r} returned {len(results)} outcomes for {len(run)}")

@@ -9,9 +9,16 @@ Why this shape:
   writer is free it takes everything queued (up to ``max_batch``), runs it in ONE transaction,
   commits once and only then resolves every caller's future. N concurrent writes share one fsync
   and a lone write starts at once: there is no timer to wait for.
-* Each operation runs inside its own SAVEPOINT, so a logical failure (a duplicate revision) fails
-  that caller only. When BEGIN or COMMIT fails, or SQLite aborts the transaction, every caller of
-  the batch gets the exception: nothing is reported durable that is not.
+* Few statements per batch. The writer thread must take the GIL back after every SQLite call
+  (each releases it), and while the event loop is busy that takes up to the interpreter's switch
+  interval (5 ms): a writer that runs one statement per write falls hopelessly behind exactly
+  under load (2,000 single-row inserts: 5 ms idle, 3.3 s beside a busy loop). So writes of one
+  kind queued back to back reach their :data:`BulkOperation` together (:meth:`write_many`),
+  which stores them with a handful of set-based statements whatever their number.
+* A write that fails alone (a duplicate revision) fails that caller only: a bulk operation
+  reports it as an outcome, and when an operation raises the batch is run again with one
+  SAVEPOINT per write. When BEGIN or COMMIT fails, or SQLite aborts the transaction, every
+  caller of the batch gets the exception: nothing is reported durable that is not.
 * WAL with ``synchronous=FULL``: the WAL is fsynced at each commit, so a write whose future has
   resolved survives ``kill -9`` and power loss.
 * Reads use a second, ``query_only`` connection on its own thread. In WAL mode it sees the last
@@ -33,11 +40,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import structlog
 
+from collabgate.storage.batching import consecutive_runs
+
 T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
+
+#: Runs the items of consecutive writes of one kind, in order, inside the batch transaction.
+#: Returns one outcome per item: a value, or an :class:`Exception` instance for an item that
+#: failed alone and changed nothing. Raising fails the whole run (then each write is retried in
+#: its own savepoint).
+BulkOperation = Callable[[sqlite3.Connection, list[P]], Sequence[R | Exception]]
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +77,29 @@ class TransactionAbortedError(sqlite3.OperationalError):
 
 @dataclass(slots=True)
 class _Write:
-    operation: Callable[[sqlite3.Connection], Any]
+    operation: BulkOperation[Any, Any]
+    item: Any
     future: asyncio.Future[Any]
+
+
+def _call_each(
+    connection: sqlite3.Connection, operations: list[Callable[[sqlite3.Connection], Any]]
+) -> list[Any]:
+    """The bulk form of plain writes: run them one after the other.
+
+    A write that ends the transaction (SQLite rolls back by itself on some errors) stops the
+    run at once: the writes after it would otherwise run, and commit, outside any transaction.
+    """
+    results = []
+    for operation in operations:
+        results.append(operation(connection))
+        if not connection.in_transaction:
+            raise TransactionAbortedError("a write operation ended the batch transaction")
+    return results
+
+
+def _outcome(result: object) -> _Outcome:
+    return (False, result) if isinstance(result, Exception) else (True, result)
 
 
 def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -215,16 +253,18 @@ class _WriterThread(threading.Thread):
     def _transaction(self, batch: list[_Write]) -> list[_Outcome]:
         """Run the batch in one transaction; isolate writes only when one of them fails.
 
-        Almost every batch succeeds whole, so the fast path runs the writes back to back. When
-        one raises, the batch is rolled back and run again with a savepoint around each write,
-        so the failing write fails alone and the others still commit together.
+        Almost every batch succeeds whole, so the fast path hands each run of same-kind writes to
+        its bulk operation. When one raises, the batch is rolled back and run again with a
+        savepoint around each write, so the failing write fails alone and the others still
+        commit together.
         """
         connection = self._require_connection()
         connection.execute("BEGIN IMMEDIATE")
         outcomes: list[_Outcome] = []
-        for write in batch:
+        for run in consecutive_runs(batch, lambda write: write.operation):
+            operation = run[0].operation
             try:
-                outcomes.append((True, write.operation(connection)))
+                results = operation(connection, [write.item for write in run])
             except Exception:
                 if not connection.in_transaction:
                     raise
@@ -232,24 +272,27 @@ class _WriterThread(threading.Thread):
                 return self._isolated_transaction(batch)
             if not connection.in_transaction:
                 raise TransactionAbortedError("a write operation ended the batch transaction")
+            if len(results) != len(run):
+                raise RuntimeError(f"{operation!r} returned {len(results)} outcomes for {len(run)}")
+            outcomes.extend(_outcome(result) for result in results)
         connection.execute("COMMIT")
         return outcomes
 
     def _isolated_transaction(self, batch: list[_Write]) -> list[_Outcome]:
         connection = self._require_connection()
         connection.execute("BEGIN IMMEDIATE")
-        outcomes = [self._run_one(connection, write.operation) for write in batch]
+        outcomes = [self._run_one(connection, write) for write in batch]
         connection.execute("COMMIT")
         return outcomes
 
     @staticmethod
-    def _run_one(
-        connection: sqlite3.Connection, operation: Callable[[sqlite3.Connection], Any]
-    ) -> _Outcome:
+    def _run_one(connection: sqlite3.Connection, write: _Write) -> _Outcome:
         """One write inside a savepoint: its failure undoes it alone, unless SQLite aborted all."""
         connection.execute("SAVEPOINT write_op")
         try:
-            value = operation(connection)
+            (result,) = write.operation(connection, [write.item])
+            if isinstance(result, Exception):
+                raise result
         except Exception as exc:
             if not connection.in_transaction:
                 raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
@@ -259,7 +302,7 @@ class _WriterThread(threading.Thread):
         connection.execute("RELEASE write_op")
         if not connection.in_transaction:
             raise TransactionAbortedError("a write operation ended the batch transaction")
-        return (True, value)
+        return (True, result)
 
     def _rollback(self) -> None:
         connection = self._require_connection()
@@ -291,7 +334,9 @@ class SqliteDatabase:
     Adapters register their DDL with :meth:`add_schema` (normally before :meth:`open`, which
     creates everything in one transaction). :meth:`write` runs a function of the connection in
     the writer thread, group-committed with whatever else is queued, and returns once it is
-    durable. :meth:`read` runs a function on the read connection in one read transaction.
+    durable; :meth:`write_many` queues one item for a :data:`BulkOperation`, which stores it with
+    the other items queued for it. :meth:`read` runs a function on the read connection in one
+    read transaction.
 
     Operations must not COMMIT or ROLLBACK themselves. Cancelling a caller does not withdraw a
     write it has queued. The database can be opened again after :meth:`close`.
@@ -345,7 +390,7 @@ class SqliteDatabase:
         schema = tuple(statements)
         self._schemas.append(schema)
         if self._state == "open" and self._loop is not None:
-            future = self._enqueue(partial(_apply_ddl, schema), self._loop)
+            future = self._enqueue(_call_each, partial(_apply_ddl, schema), self._loop)
             future.add_done_callback(_log_schema_failure)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -400,8 +445,17 @@ class SqliteDatabase:
         The write is queued synchronously, before this coroutine first suspends, so writes are
         committed in the order their coroutines started.
         """
-        future: asyncio.Future[T] = self._enqueue(operation, asyncio.get_running_loop())
-        return await future
+        future = self._enqueue(_call_each, operation, asyncio.get_running_loop())
+        return cast(T, await future)
+
+    async def write_many(self, operation: BulkOperation[P, R], item: P) -> R:
+        """Queue ``item`` for ``operation``; it runs with the other items queued for it, in bulk.
+
+        ``operation`` must be the same object for writes to be grouped. Like :meth:`write`, it
+        returns once the transaction holding the item is committed.
+        """
+        future = self._enqueue(operation, item, asyncio.get_running_loop())
+        return cast(R, await future)
 
     async def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` on the read connection inside one read transaction."""
@@ -410,11 +464,11 @@ class SqliteDatabase:
         return await loop.run_in_executor(reader, self._read_in_snapshot, operation)
 
     def _enqueue(
-        self, operation: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Future[T]:
+        self, operation: BulkOperation[Any, Any], item: Any, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[Any]:
         writer = self._require_open()[0]
-        future: asyncio.Future[T] = loop.create_future()
-        writer.queue.put(_Write(operation, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        writer.queue.put(_Write(operation, item, future))
         return future
 
     def _read_in_snapshot(self, operation: Callable[[sqlite3.Connection], T]) -> T:
