@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     gc_pause_warn_seconds: float = Field(
         0.1, gt=0, description="Log a garbage-collector pause longer than this (all are metered)."
     )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=100,
+        description="Net allocations between young garbage collections (CPython's default is "
+        "700: dozens of collections a second under load, docs/performance.md).",
+    )
     gc_freeze: bool = Field(
         False,
         description="Freeze what survives each full garbage collection, so the next walks only "

@@ -59,6 +59,7 @@ class Runtime:
             warn_seconds=settings.gc_pause_warn_seconds,
             freeze=settings.gc_freeze,
             full_interval=settings.gc_full_collection_interval_seconds,
+            young_threshold=settings.gc_young_threshold,
         )
         self._gc_task: asyncio.Task[None] | None = None
         self.verifier = TokenVerifier.from_settings(settings)
@@ -89,7 +90,8 @@ class Runtime:
 
     async def start(self) -> None:
         self.gc_policy.install()
-        self._gc_task = asyncio.create_task(self.gc_policy.run())
+        if self.settings.gc_freeze:
+            self._gc_task = asyncio.create_task(self.gc_policy.run())
         sessions, presence, locks = await self._state_adapters()
         await self.database.open()
         await self.verifier.warm_up()
@@ -107,6 +109,7 @@ class Runtime:
             self.metrics,
         )
         await self._gateway.start()
+        self.gc_policy.freeze_startup_heap()
         log.info(
             "gateway_started",
             instance=self.settings.instance_name,

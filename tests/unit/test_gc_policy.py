@@ -67,6 +67,66 @@ def test_survivors_of_a_full_collection_are_frozen_and_cycles_among_them_reclaim
     assert gc.get_freeze_count() == 0
 
 
+def test_the_young_generation_is_sized_while_installed_and_restored_after(
+    metrics: Metrics,
+) -> None:
+    before = gc.get_threshold()
+    policy = GcPolicy(
+        metrics.gc_pause, warn_seconds=10, freeze=False, full_interval=60, young_threshold=50_000
+    )
+    policy.install()
+    try:
+        assert gc.get_threshold() == (50_000, *before[1:])
+    finally:
+        policy.remove()
+    assert gc.get_threshold() == before
+
+
+def test_a_relay_that_frees_what_it_allocates_triggers_no_young_collection(
+    metrics: Metrics,
+) -> None:
+    """What made the p99: at 700, the frames of one busy turn set off a collection."""
+
+    def relay(turns: int) -> None:
+        for turn in range(turns):  # a turn allocates a burst of frames, then frees them all
+            in_flight = [{"frame": n, "turn": turn} for n in range(1_000)]
+            del in_flight
+
+    def young_collections() -> float:
+        value = metrics.registry.get_sample_value(
+            "collabgate_gc_pause_seconds_count", {"generation": "0"}
+        )
+        return value or 0.0
+
+    for threshold, expect_collections in ((700, True), (50_000, False)):
+        policy = GcPolicy(
+            metrics.gc_pause,
+            warn_seconds=10,
+            freeze=False,
+            full_interval=60,
+            young_threshold=threshold,
+        )
+        gc.collect()
+        before = young_collections()
+        policy.install()
+        try:
+            relay(50)
+        finally:
+            policy.remove()
+        assert (young_collections() > before) is expect_collections, threshold
+
+
+def test_the_startup_heap_is_frozen_and_unfrozen_on_removal(metrics: Metrics) -> None:
+    policy = GcPolicy(metrics.gc_pause, warn_seconds=10, freeze=False, full_interval=60)
+    policy.install()
+    try:
+        policy.freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        policy.remove()
+    assert gc.get_freeze_count() == 0
+
+
 def test_removed_policy_sees_nothing(metrics: Metrics) -> None:
     policy = GcPolicy(metrics.gc_pause, warn_seconds=10, freeze=True, full_interval=60)
     policy.install()
