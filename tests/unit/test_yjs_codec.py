@@ -196,6 +196,9 @@ async def test_yjs_update_takes_the_y_update_path(h: Harness) -> None:
     h.gateway.flush_yjs_updates()
     assert messages(carol) == [yjs.SyncUpdate(update)]
     assert messages(bob) == []
+    assert bob.storing is not None  # y-websocket has no ACK: bob's socket reads on meanwhile
+    await h.gateway.wait_stored()
+    assert bob.storing is None
     assert (await h.store.load(RESOURCE)).updates == [update]
     audited = [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
     assert (audited[0].user_id, audited[0].details) == (
@@ -203,6 +206,75 @@ async def test_yjs_update_takes_the_y_update_path(h: Harness) -> None:
         {"revision": 1, "bytes": len(update)},
     )
     assert h.gateway.metrics.received_by_type["Y_UPDATE"]._value.get() == 1
+
+
+class GatedStore:
+    """A document store whose appends wait at a gate, or fail: a slow or broken database."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.fail_with: BaseException | None = None
+        self.appended: list[int] = []
+
+    async def load(self, resource_id: str) -> Any:
+        return await self.inner.load(resource_id)
+
+    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        await self.inner.append(resource_id, revision, update)
+        self.appended.append(revision)
+
+    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        await self.inner.compact(resource_id, revision, snapshot)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def gated(h: Harness) -> GatedStore:
+    store = GatedStore(h.store)
+    h.gateway.documents._store = store
+    return store
+
+
+async def test_a_yjs_update_is_relayed_before_it_is_stored_and_the_next_waits_for_it(
+    h: Harness,
+) -> None:
+    store = gated(h)
+    bob, carol = await open_yjs(h, "bob"), await open_yjs(h, "carol")
+    messages(carol)
+    client: Doc[Any] = Doc()
+    first, second = text_update(client, "one "), text_update(client, "two")
+    await h.gateway.receive_yjs(bob, yjs.sync_update(first))  # returns with the store closed
+    h.gateway.flush_yjs_updates()
+    assert messages(carol) == [yjs.SyncUpdate(first)]
+    assert store.appended == []
+    reading_second = asyncio.ensure_future(h.gateway.receive_yjs(bob, yjs.sync_update(second)))
+    await asyncio.sleep(0)
+    assert not reading_second.done()  # one update in flight per connection: this one waits
+    store.gate.set()
+    await reading_second
+    await h.gateway.wait_stored()
+    assert store.appended == [1, 2]
+
+
+async def test_a_yjs_update_the_store_refuses_closes_the_socket_so_the_client_resyncs(
+    h: Harness,
+) -> None:
+    store = gated(h)
+    store.fail_with = ConnectionError("database unavailable")
+    bob = await open_yjs(h, "bob")
+    await h.gateway.receive_yjs(bob, yjs.sync_update(text_update(Doc(), "lost?")))
+    assert bob.close_request is None
+    store.gate.set()
+    await h.gateway.wait_stored()
+    assert bob.close_request is not None
+    assert bob.close_request.code == 1013  # try again later: y-websocket reconnects and syncs
+    assert h.gateway.metrics.errors_by_code["WS_5002"]._value.get() == 1
+    assert not [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
 
 
 async def test_json_update_reaches_yjs_peers_as_one_shared_frame(h: Harness) -> None:

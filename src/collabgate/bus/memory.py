@@ -25,6 +25,10 @@ class InProcessBus:
         self._instance_id = instance_id
         self._hub.handlers[instance_id] = handler
 
+    @property
+    def reaches_other_instances(self) -> bool:
+        return any(instance_id != self._instance_id for instance_id in self._hub.handlers)
+
     async def publish(self, event: RoomEvent) -> None:
         for instance_id, handler in list(self._hub.handlers.items()):
             if instance_id == event.origin_instance:

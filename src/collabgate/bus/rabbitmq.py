@@ -254,6 +254,11 @@ class RabbitMqBus:
         self._publisher_up = self._consumer_up = False
 
     # ------------------------------------------------------------------ publishing
+    @property
+    def reaches_other_instances(self) -> bool:
+        """Always: other instances come and go without this one knowing."""
+        return True
+
     async def publish(self, event: RoomEvent) -> None:
         """Send ``event`` to every other instance.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Connection:
         "outbox",
         "principal",
         "rate",
+        "storing",
     )
 
     def __init__(
@@ -80,6 +82,8 @@ class Connection:
             zlib.crc32(connection_id.encode()) if codec == "json" else None
         )
         self.awareness_clock = 0
+        #: A ``/yjs`` update on its way to the store (``/yjs`` reads on while it is stored).
+        self.storing: asyncio.Future[int] | None = None
 
     @property
     def user_id(self) -> str:

@@ -133,7 +133,10 @@ class Gateway:
         #: A /yjs peer silent this long gets a query-awareness, whose answer shows it is alive.
         self.yjs_probe_after_seconds = min(10.0, settings.heartbeat_timeout_seconds / 4)
         self._release_timers: dict[str, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Updates on their way to the store; shutdown waits for them.
+        self._storing: set[asyncio.Task[int]] = set()
         self.draining = False
         self._resource_type_labels: set[str] = set()
         self._all_closed = asyncio.Event()
@@ -195,7 +198,13 @@ class Gateway:
             return False
         return True
 
+    async def wait_stored(self) -> None:
+        """Wait until every update accepted so far is durable (or has failed to be stored)."""
+        while self._storing:
+            await asyncio.gather(*self._storing, return_exceptions=True)
+
     async def stop(self) -> None:
+        await self.wait_stored()  # accepted updates reach the store (and the audit trail) first
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -561,29 +570,46 @@ class Gateway:
         self._audit(AuditEventType.RESOURCE_LEFT, connection, resource_id, {"reason": reason})
 
     async def _update(self, connection: Connection, request: YUpdate) -> None:
-        revision = await self._apply_update(connection, request.resource_id, request.update)
+        stored = await self._apply_update(connection, request.resource_id, request.update)
+        revision = await stored
         self._reply(connection, outbound.y_update_ack(request.ref, request.resource_id, revision))
 
-    async def _apply_update(self, connection: Connection, resource_id: str, update: bytes) -> int:
-        """Apply, relay, store and audit one update (both codecs); return once it is durable."""
+    async def _apply_update(
+        self, connection: Connection, resource_id: str, update: bytes
+    ) -> asyncio.Future[int]:
+        """Apply and relay one update (both codecs) and queue it for storage.
+
+        Returns a future of the stored revision, done once the update is durable; the audit
+        record is written then. Peers see the edit at once; the ACK a /ws sender gets waits for
+        the future.
+        """
         connection.require_editor(resource_id)
         await self._refuse_if_locked_by_other(connection, resource_id)
         document = await self.documents.get(resource_id)
         revision = self.documents.apply(document, update)
         # Queued for storage before anything can yield, so updates reach the store in revision
         # order; another instance may still have taken that revision: it is stored under the next.
-        persisted = asyncio.ensure_future(self.documents.persist(document, revision, update))
-        # Peers see the edit at once; the sender's ACK (on /ws) waits until it is durable.
-        frame = outbound.encode(
-            outbound.y_update(resource_id, update, revision, connection.user_id)
+        stored = self._event_loop().create_task(self._store(connection, document, revision, update))
+        self._storing.add(stored)
+        stored.add_done_callback(self._storing.discard)
+        # The JSON form is built only for a reader: a /ws peer here or another instance.
+        frame = (
+            outbound.encode(outbound.y_update(resource_id, update, revision, connection.user_id))
+            if self._json_peers_in(resource_id) or self.bus.reaches_other_instances
+            else None
         )
         await self._broadcast_outgoing(resource_id, Outgoing(frame), connection.id, update=update)
-        revision = await persisted
+        return stored
+
+    async def _store(
+        self, connection: Connection, document: ServerDocument, revision: int, update: bytes
+    ) -> int:
+        revision = await self.documents.persist(document, revision, update)
         self.metrics.update_bytes.observe(len(update))
         self._audit(
             AuditEventType.DOCUMENT_UPDATED,
             connection,
-            resource_id,
+            document.resource_id,
             {"revision": revision, "bytes": len(update)},
         )
         return revision
@@ -758,10 +784,40 @@ class Gateway:
         The empty update every peer answers our SyncStep1 with when it has nothing new is
         dropped here, so it costs no revision, write or audit record, and a viewer's
         y-websocket is not told "permission denied" for merely connecting.
+
+        y-websocket has no acknowledgement, so the socket is not held until the update is
+        durable: the next message is read while it is stored. One update per connection is in
+        flight at a time; the next waits for it, which paces a client that sends faster than
+        the store commits. A failed store closes the socket like any other failure here, and
+        the client's reconnection sync sends the update again.
         """
         if message.update == yjs.EMPTY_UPDATE:
             return
-        await self._apply_update(connection, connection.resource_id, message.update)
+        previous = connection.storing
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        stored = await self._apply_update(connection, connection.resource_id, message.update)
+        connection.storing = stored
+        stored.add_done_callback(lambda future: self._stored_from_yjs(connection, future))
+
+    def _stored_from_yjs(self, connection: Connection, stored: asyncio.Future[int]) -> None:
+        if connection.storing is stored:
+            connection.storing = None
+        if stored.cancelled():
+            return
+        exc = stored.exception()
+        if exc is None:
+            return
+        if isinstance(exc, GatewayError):
+            self._send_error(connection, exc, None)
+        elif isinstance(exc, self._unavailable):
+            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
+            self._send_error(
+                connection, ServiceUnavailable("a backing service is unavailable; retry"), None
+            )
+        else:
+            log.error("update_store_failed", connection_id=connection.id, error=repr(exc))
+            self._send_error(connection, InternalServerError("internal error"), None)
 
     async def _yjs_awareness(self, connection: Connection, message: yjs.AwarenessMessage) -> None:
         """Relay the entries that are news to the room, to every peer including the sender.
@@ -822,6 +878,8 @@ class Gateway:
         self._deliver_local(resource_id, outgoing, exclude)
         if update is not None:
             self._queue_yjs_update(resource_id, update, exclude)
+        if not self.bus.reaches_other_instances:
+            return
         event = RoomEvent(
             resource_id,
             self.instance_id,
@@ -835,6 +893,10 @@ class Gateway:
         except self._unavailable as exc:
             # Other instances' clients close the gap with SYNC; this instance's clients have it.
             log.warning("bus_publish_failed", resource_id=resource_id, error=str(exc))
+
+    def _json_peers_in(self, resource_id: str) -> bool:
+        room = self._rooms.get(resource_id)
+        return room is not None and len(room) > self._yjs_peers.get(resource_id, 0)
 
     def _deliver_local(self, resource_id: str, outgoing: Outgoing, exclude: str | None) -> None:
         room = self._rooms.get(resource_id)
@@ -877,7 +939,7 @@ class Gateway:
         pending = self._yjs_pending.get(resource_id)
         if pending is None:
             self._yjs_pending[resource_id] = [(update, sender)]
-            asyncio.get_running_loop().call_soon(self._flush_yjs_room, resource_id)
+            self._event_loop().call_soon(self._flush_yjs_room, resource_id)
         else:
             pending.append((update, sender))
 
@@ -1083,6 +1145,12 @@ class Gateway:
                 )
             except Exception:
                 log.exception("periodic_job_failed", job=getattr(job, "__name__", "job"))
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, looked up once: on Python 3.11 each lookup is a getpid() call."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)

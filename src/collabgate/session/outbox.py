@@ -8,7 +8,6 @@ most once however many recipients share it.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
@@ -60,7 +59,7 @@ class Outbox:
     )
 
     def __init__(self, max_bytes: int) -> None:
-        self._frames: deque[Frame] = deque()
+        self._frames: list[Frame] = []
         self._ready = asyncio.Event()
         self._notify: Callable[[], None] | None = None
         self.max_bytes = max_bytes
@@ -78,15 +77,15 @@ class Outbox:
         """Queue ``frame``; False when the connection is closed or has just overflowed."""
         if self.closed or self.overflowed:
             return False
-        was_empty = not self._frames
-        self._frames.append(frame)
+        frames = self._frames
+        frames.append(frame)
         self.pending_bytes += len(frame)
         if self.pending_bytes > self.max_bytes:
             self.mark_overflowed()
             return False
         if self._notify is None:
             self._ready.set()
-        elif was_empty:
+        elif len(frames) == 1:
             self._notify()
         return True
 
@@ -101,8 +100,7 @@ class Outbox:
         await self._ready.wait()
 
     def take_all(self) -> list[Frame]:
-        frames = list(self._frames)
-        self._frames.clear()
+        frames, self._frames = self._frames, []
         self.pending_bytes = 0
         if not (self.closed or self.overflowed):
             self._ready.clear()
