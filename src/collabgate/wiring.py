@@ -231,6 +231,8 @@ class Runtime:
         """Gauges read at scrape time, so every scrape has them (not only /ready's callers)."""
         self.metrics.audit_buffer.set(self.audit.pending)
         self.metrics.documents_loaded.set(self.documents.loaded)
+        if self._gateway is not None:
+            self._gateway.update_room_gauges()
         self.metrics.set_dependency(self.adapters["documents"], self.database.healthy)
         if self.settings.jwt_jwks_url:
             self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)

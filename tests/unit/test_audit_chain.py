@@ -120,6 +120,31 @@ def test_normalize_makes_details_json_stable_and_never_raises() -> None:
     assert huge.details == {"error": "details could not be encoded as JSON"}
 
 
+_FLAT_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), _FLAT_VALUES, max_size=6))
+def test_an_event_already_json_stable_is_kept_as_it_is(details: dict[str, Any]) -> None:
+    event = dataclasses.replace(make_event(1), details=details)
+    assert normalize_event(event) is event  # the gateway's own events skip the round trip
+    assert orjson.loads(orjson.dumps(details)) == details  # ... which would change nothing
+
+
+@pytest.mark.parametrize(
+    "details", [{"n": 2**64}, {"f": 1.5}, {"nested": {"a": 1}}, {"t": (1,)}, {1: "x"}]
+)
+def test_anything_else_takes_the_json_round_trip(details: dict[Any, Any]) -> None:
+    event = dataclasses.replace(make_event(1), details=details)
+    normal = normalize_event(event)
+    assert normal is not event
+    assert orjson.loads(orjson.dumps(normal.details)) == normal.details
+
+
 # --- verification ---------------------------------------------------------------------------------
 
 

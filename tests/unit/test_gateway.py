@@ -345,6 +345,22 @@ async def test_room_full() -> None:
     assert (await h.join(bob))["code"] == "WS_4001"
 
 
+async def test_room_gauges_count_rooms_and_users_per_resource_type_when_read(h: Harness) -> None:
+    alice, bob = await h.connect("alice"), await h.connect("bob")
+    await h.join(alice)
+    await h.join(bob)
+    await h.send(alice, type="JOIN_RESOURCE", resourceId="surgery:s-9", mode="editor", ref="s")
+    h.gateway.update_room_gauges()
+    registry = h.gateway.metrics.registry
+    assert registry.get_sample_value("collabgate_resources_active") == 2
+    users = {"resource_type": "patient"}
+    assert registry.get_sample_value("collabgate_room_users", users) == 2
+    assert registry.get_sample_value("collabgate_room_users", {"resource_type": "surgery"}) == 1
+    await h.gateway.close(bob, "disconnected")
+    h.gateway.update_room_gauges()
+    assert registry.get_sample_value("collabgate_room_users", users) == 1
+
+
 async def test_unknown_resource_type_is_not_found() -> None:
     h = Harness(resource_types=["patient"])
     alice = await h.connect("alice")

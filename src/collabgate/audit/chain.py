@@ -84,7 +84,10 @@ def normalize_event(event: AuditEvent) -> AuditEvent:
     ``details`` is passed through JSON (unknown types become strings, NaN becomes null, tuples
     lists) so the stored form hashes like the original; details that JSON can't hold at all are
     replaced by an error marker rather than blocking the trail. Never raises for bad details.
+    An event that is already in that form (what the gateway records) is returned as it is.
     """
+    if _is_normal(event):
+        return event
     try:
         encoded = orjson.dumps(event.details, default=str, option=orjson.OPT_NON_STR_KEYS)
         details = orjson.loads(encoded)
@@ -105,6 +108,35 @@ def normalize_event(event: AuditEvent) -> AuditEvent:
         connection_id=optional(event.connection_id),
         details=details,
     )
+
+
+#: JSON ints orjson encodes (64 bits); a bigger one is not "normal" and takes the slow path.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def _is_normal(event: AuditEvent) -> bool:
+    """True when ``event`` survives the JSON round trip unchanged: flat details of strings,
+    in-range ints, booleans and nulls under string keys, and fields of their declared types."""
+    if not (
+        type(event.event_type) is AuditEventType
+        and type(event.occurred_at) is int
+        and type(event.instance_id) is str
+        and (event.user_id is None or type(event.user_id) is str)
+        and (event.resource_id is None or type(event.resource_id) is str)
+        and (event.connection_id is None or type(event.connection_id) is str)
+        and type(event.details) is dict
+    ):
+        return False
+    for key, value in event.details.items():
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind is int:
+            if value not in _INT_RANGE:
+                return False
+        elif value is not None and kind is not str and kind is not bool:
+            return False
+    return True
 
 
 # --- linking -------------------------------------------------------------------------------------

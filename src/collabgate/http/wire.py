@@ -15,7 +15,7 @@ it. Under another ASGI server the extension is absent and the endpoints use plai
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame as WireFrame
@@ -31,15 +31,19 @@ EXTENSION = "collabgate.wire"
 SerialisedFrames = dict[int, tuple[Frame, bytes]]
 
 
+def as_message(frame: Frame) -> tuple[Opcode, bytes]:
+    """The WebSocket message a frame is: binary for ``bytes``, text for ``str``."""
+    if isinstance(frame, bytes):
+        return Opcode.BINARY, frame
+    return Opcode.TEXT, frame.encode()
+
+
 def serialise(frame: Frame, done: SerialisedFrames) -> bytes:
     """The unmasked, uncompressed wire form of ``frame``, computed once per flush."""
     known = done.get(id(frame))
     if known is not None:
         return known[1]
-    if isinstance(frame, bytes):
-        data = WireFrame(Opcode.BINARY, frame).serialize(mask=False)
-    else:
-        data = WireFrame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    data = WireFrame(*as_message(frame)).serialize(mask=False)
     done[id(frame)] = (frame, data)
     return data
 
@@ -49,7 +53,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        scope = cast(dict[str, Any], getattr(self, "scope", None))
+        scope: dict[str, Any] | None = getattr(self, "scope", None)
         if scope is not None:  # None: the request was refused before a scope existed
             scope["extensions"][EXTENSION] = self
 
@@ -72,30 +76,25 @@ class WireProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    @property
-    def open(self) -> bool:
-        return (
-            self.handshake_complete
-            and not self.disconnected
-            and not self.close_sent
-            and not self.transport.is_closing()
-        )
-
     def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
         """Write ``frames`` in one system call; the bytes the kernel has not taken yet, or -1
-        when the socket is closing (what was queued for it no longer matters)."""
-        if not self.open:
-            return -1
+        when the socket is closing (what was queued for it no longer matters).
+
+        Frames only exist once the handshake is complete (the endpoints accept first), so
+        whether the socket is still open is the closing handshake's and the transport's say.
+        """
         transport = self.transport
+        if self.close_sent or self.disconnected or transport.is_closing():
+            return -1
         if self.conn.extensions:  # permessage-deflate: each connection compresses on its own
+            conn = self.conn
             for frame in frames:
-                if isinstance(frame, bytes):
-                    self.conn.send_binary(frame)
-                else:
-                    self.conn.send_text(frame.encode())
-            transport.write(b"".join(self.conn.data_to_send()))
+                opcode, payload = as_message(frame)
+                (conn.send_binary if opcode is Opcode.BINARY else conn.send_text)(payload)
+            transport.write(b"".join(conn.data_to_send()))
         elif len(frames) == 1:  # the usual case: one broadcast since the last turn
-            transport.write(serialise(frames[0], done))
+            known = done.get(id(frames[0]))
+            transport.write(known[1] if known is not None else serialise(frames[0], done))
         else:
             transport.write(b"".join([serialise(frame, done) for frame in frames]))
         return transport.get_write_buffer_size()
@@ -110,29 +109,33 @@ def write_out(outbox: Outbox, wire: WireProtocol, done: SerialisedFrames) -> Non
 
 
 class Flusher:
-    """Writes every outbox that received frames during an event-loop turn, at the end of it."""
+    """Writes every outbox that received frames during an event-loop turn, at the end of it.
+
+    Every frame of a broadcast passes through here, once per recipient, so the bookkeeping is
+    kept to a closure per outbox: it queues the outbox when its first frame arrives and
+    schedules the flush when it is the turn's first outbox.
+    """
 
     def __init__(self) -> None:
         self._dirty: list[tuple[Outbox, WireProtocol]] = []
-        self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, outbox: Outbox, wire: WireProtocol) -> None:
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call on 3.11.
-        self._loop = asyncio.get_running_loop()
-        entry = (outbox, wire)
-        outbox.attach(lambda: self._mark(entry))
+        call_soon = asyncio.get_running_loop().call_soon
+        dirty, flush, entry = self._dirty, self.flush, (outbox, wire)
 
-    def _mark(self, entry: tuple[Outbox, WireProtocol]) -> None:
-        self._dirty.append(entry)
-        if not self._scheduled:
-            self._scheduled = True
-            assert self._loop is not None  # set by attach, before any outbox can notify
-            self._loop.call_soon(self.flush)
+        def mark() -> None:
+            dirty.append(entry)
+            if len(dirty) == 1:
+                call_soon(flush)
+
+        outbox.attach(mark)
 
     def flush(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
+        batch = self._dirty.copy()
+        self._dirty.clear()  # the same list: the closures of attach() append to it
         done: SerialisedFrames = {}
-        for outbox, wire in dirty:
-            write_out(outbox, wire, done)
+        for outbox, wire in batch:  # write_out, inlined: this loop runs once per recipient
+            frames = outbox.take_all()
+            if frames and wire.write_frames(frames, done) > outbox.max_bytes:
+                outbox.mark_overflowed()

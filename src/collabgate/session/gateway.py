@@ -496,7 +496,6 @@ class Gateway:
         self._rooms.setdefault(resource_id, {})[connection.id] = connection
         if connection.codec == "yjs":
             self._yjs_peers[resource_id] = self._yjs_peers.get(resource_id, 0) + 1
-        self._update_room_gauges()
         return document, member, first_for_user
 
     async def _announce_join(
@@ -554,7 +553,6 @@ class Gateway:
                 self._yjs_peers[resource_id] -= 1
                 if not self._yjs_peers[resource_id]:
                     del self._yjs_peers[resource_id]
-        self._update_room_gauges()
         await self._forget_awareness(connection, resource_id)
         try:
             _, last_for_user = await self.presence.remove(resource_id, connection.id)
@@ -900,7 +898,7 @@ class Gateway:
 
     def _deliver_local(self, resource_id: str, outgoing: Outgoing, exclude: str | None) -> None:
         room = self._rooms.get(resource_id)
-        if not room:
+        if not room or (outgoing.json is None and outgoing.yjs is None):
             return
         sent = 0
         for connection in room.values():
@@ -1112,9 +1110,12 @@ class Gateway:
         )
         self.metrics.documents_loaded.set(self.documents.loaded)
 
-    def _update_room_gauges(self) -> None:
+    def update_room_gauges(self) -> None:
         """Rooms in use, and users per resource type (a bounded label: at most
-        ``MAX_RESOURCE_TYPE_LABELS`` types get their own series, the rest count as ``other``)."""
+        ``MAX_RESOURCE_TYPE_LABELS`` types get their own series, the rest count as ``other``).
+
+        Called when metrics are scraped: it walks every room, which per join would make
+        connecting N users cost N² steps."""
         self.metrics.resources_active.set(len(self._rooms))
         users: dict[str, set[str]] = {}
         for resource_id, room in self._rooms.items():
