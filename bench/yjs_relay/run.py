@@ -188,10 +188,18 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         )
     ours = results["collabgate"]
     for name in SERVERS[1:]:
-        theirs = results[name]
-        rate = ours["deliveriesPerSecond"] / max(theirs["deliveriesPerSecond"], 1e-9)
-        p99 = (theirs["p99ms"] or float("inf")) / max(ours["p99ms"] or float("inf"), 1e-9)
-        print(f"  collabgate vs {name}: deliveries/s x{rate:.2f}, p99 {p99:.2f}x lower")
+        print(f"  collabgate vs {name}: {ratios(ours, results[name])}")
+
+
+def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """Deliveries/s and p99 of collabgate against a reference; a reference that delivered
+    nothing in the window has no ratio (it is printed as such, not as a huge number)."""
+    if not theirs["deliveriesPerSecond"] or theirs["p99ms"] is None:
+        return "the reference delivered nothing in the window"
+    rate = ours["deliveriesPerSecond"] / theirs["deliveriesPerSecond"]
+    if ours["p99ms"] is None:
+        return f"deliveries/s x{rate:.2f}"
+    return f"deliveries/s x{rate:.2f}, p99 {theirs['p99ms'] / max(ours['p99ms'], 1e-9):.2f}x lower"
 
 
 def _ms(value: float | None) -> str:

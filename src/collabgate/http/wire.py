@@ -76,6 +76,10 @@ class WireProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    def write_frame(self, frame: Frame, done: SerialisedFrames) -> int:
+        """:meth:`write_frames` for one frame (what :meth:`Outbox.push_now` writes)."""
+        return self.write_frames([frame], done)
+
     def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
         """Write ``frames`` in one system call; the bytes the kernel has not taken yet, or -1
         when the socket is closing (what was queued for it no longer matters).
@@ -118,23 +122,32 @@ class Flusher:
 
     def __init__(self) -> None:
         self._dirty: list[tuple[Outbox, WireProtocol]] = []
+        #: Frames serialised lately, shared by :meth:`flush` and the direct writes.
+        self._serialised: SerialisedFrames = {}
 
     def attach(self, outbox: Outbox, wire: WireProtocol) -> None:
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call on 3.11.
         call_soon = asyncio.get_running_loop().call_soon
         dirty, flush, entry = self._dirty, self.flush, (outbox, wire)
+        serialised = self._serialised
 
         def mark() -> None:
             dirty.append(entry)
             if len(dirty) == 1:
                 call_soon(flush)
 
-        outbox.attach(mark)
+        def write_now(frame: Frame) -> int:
+            if len(serialised) > 64:  # a broadcast's frame is reused by every recipient
+                serialised.clear()
+            return wire.write_frame(frame, serialised)
+
+        outbox.attach(mark, write_now)
 
     def flush(self) -> None:
         batch = self._dirty.copy()
         self._dirty.clear()  # the same list: the closures of attach() append to it
-        done: SerialisedFrames = {}
+        self._serialised.clear()
+        done = self._serialised
         for outbox, wire in batch:  # write_out, inlined: this loop runs once per recipient
             frames = outbox.take_all()
             if frames and wire.write_frames(frames, done) > outbox.max_bytes:

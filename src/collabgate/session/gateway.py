@@ -961,10 +961,11 @@ class Gateway:
         for update, exclude in batches:
             frame = yjs.sync_update(update)
             for connection in room.values():
+                # This runs at the end of the loop turn: the frame can go out at once.
                 if (
                     connection.codec == "yjs"
                     and connection.id != exclude
-                    and connection.send(frame)
+                    and connection.outbox.push_now(frame)
                 ):
                     sent += 1
         self.metrics.messages_sent.inc(sent)

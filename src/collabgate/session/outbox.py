@@ -45,13 +45,15 @@ class Outbox:
     Two ways to be written out. By default a writer task waits on :meth:`wait` and drains
     :meth:`take_all`. A transport that can write from a callback instead attaches a
     ``notify`` function, called once when the outbox goes from empty to non-empty; :meth:`wait`
-    then only wakes for what needs the writer task: an overflow or a close.
+    then only wakes for what needs the writer task: an overflow or a close. Such a transport
+    may attach ``write_now`` too, for :meth:`push_now`.
     """
 
     __slots__ = (
         "_frames",
         "_notify",
         "_ready",
+        "_write_now",
         "closed",
         "max_bytes",
         "overflowed",
@@ -62,14 +64,22 @@ class Outbox:
         self._frames: list[Frame] = []
         self._ready = asyncio.Event()
         self._notify: Callable[[], None] | None = None
+        self._write_now: Callable[[Frame], int] | None = None
         self.max_bytes = max_bytes
         self.pending_bytes = 0
         self.overflowed = False
         self.closed = False
 
-    def attach(self, notify: Callable[[], None]) -> None:
-        """Call ``notify`` whenever frames arrive in an empty outbox (and now, if some wait)."""
+    def attach(
+        self, notify: Callable[[], None], write_now: Callable[[Frame], int] | None = None
+    ) -> None:
+        """Call ``notify`` whenever frames arrive in an empty outbox (and now, if some wait).
+
+        ``write_now(frame)`` writes one frame at once and returns the bytes the socket has not
+        taken yet, or -1 when it is closing.
+        """
         self._notify = notify
+        self._write_now = write_now
         if self._frames:
             notify()
 
@@ -88,6 +98,24 @@ class Outbox:
         elif len(frames) == 1:
             self._notify()
         return True
+
+    def push_now(self, frame: Frame) -> bool:
+        """Write ``frame`` at once when nothing waits before it, else :meth:`push` it.
+
+        For a caller at the end of an event-loop turn (a per-turn broadcast): writing now costs
+        the same system call the end-of-turn flush would, without queueing first. False when
+        the connection is closed or too slow (overflowed).
+        """
+        write_now = self._write_now
+        if write_now is None or self._frames:
+            return self.push(frame)
+        if self.closed or self.overflowed:
+            return False
+        unsent = write_now(frame)
+        if unsent > self.max_bytes:
+            self.mark_overflowed()
+            return False
+        return unsent >= 0
 
     def mark_overflowed(self) -> None:
         """The reader is too slow: drop what is queued and wake the writer task to close."""
@@ -109,7 +137,8 @@ class Outbox:
     def close(self) -> None:
         """Stop accepting frames and wake the writer so it can finish."""
         self.closed = True
-        self._notify = None  # it refers back to this outbox: let reference counting free both
+        # They refer back to this outbox: let reference counting free both.
+        self._notify = self._write_now = None
         self._ready.set()
 
     def __len__(self) -> int:
