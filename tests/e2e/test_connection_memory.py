@@ -1,0 +1,90 @@
+"""A closed connection is freed by reference counting alone, over real sockets.
+
+The gateway's young garbage-collector generation is large (ops/gc_policy.py), so whatever a
+closed connection leaves in reference cycles waits in memory for a rare collection: under
+constant reconnection that is memory growth and, when the collection comes, a long pause. The
+connection's objects (uvicorn's protocol, websockets' state machine, the core's Connection and
+Outbox) must therefore form no cycle once it is closed. This runs the real app under uvicorn in
+this process, with the collector off, and checks that every server-side protocol object of
+closed /ws and /yjs connections is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+import websockets
+
+from collabgate.auth.devkeys import ensure_dev_keys, mint_token
+from collabgate.http.app import CollabgateApp, create_app
+from collabgate.http.wire import WireProtocol
+from collabgate.settings import load_settings
+
+pytestmark = pytest.mark.e2e
+
+CONNECTIONS = 20
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[CollabgateApp, uvicorn.Server, int]]:
+    app = create_app(load_settings(data_dir=tmp_path, dev_keys=True, log_level="warning"))
+    config = uvicorn.Config(
+        app, ws=WireProtocol, ws_ping_interval=None, lifespan="on", log_config=None
+    )
+    server = uvicorn.Server(config)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:  # bounded by the test timeout; started is set once listening
+        await asyncio.sleep(0.01)
+    try:
+        yield app, server, port
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+@pytest.mark.parametrize("path", ["/ws", "/yjs/patient:memory-1"])
+async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
+    served: tuple[CollabgateApp, uvicorn.Server, int], tmp_path: Path, path: str
+) -> None:
+    app, server, port = served
+    keys = ensure_dev_keys(tmp_path / "dev-keys")
+    tokens = [
+        mint_token(keys, sub=f"user-{n}", role="nurse", ttl_seconds=600)
+        for n in range(CONNECTIONS)
+    ]
+    clients = [
+        await websockets.connect(f"ws://127.0.0.1:{port}{path}?token={token}")
+        for token in tokens
+    ]
+    for client in clients:
+        await client.recv()  # CONNECTED on /ws, SyncStep1 on /yjs: the session is set up
+    protocols = [
+        weakref.ref(protocol)
+        for protocol in server.server_state.connections
+        if isinstance(protocol, WireProtocol)
+    ]
+    assert len(protocols) == CONNECTIONS
+    gateway = app.runtime.gateway
+    gc.disable()
+    try:
+        for client in clients:
+            await client.close()
+        del clients
+        assert await gateway.wait_all_closed(10)
+        for _ in range(10):  # the connections' tasks finish on the next turns of the loop
+            await asyncio.sleep(0)
+        alive = [ref for ref in protocols if ref() is not None]
+        assert not alive, f"{len(alive)} closed connections wait for the cyclic collector"
+    finally:
+        gc.enable()
