@@ -38,18 +38,17 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[CollabgateApp, uvicorn.S
     config = uvicorn.Config(
         app, ws=WireProtocol, ws_ping_interval=None, lifespan="on", log_config=None
     )
+    config.load()
     server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    while not server.started:  # bounded by the test timeout; started is set once listening
-        await asyncio.sleep(0.01)
+    await server.startup(sockets=[listener])  # what Server.serve does, minus signal handlers
     try:
         yield app, server, port
     finally:
-        server.should_exit = True
-        await serving
+        await server.shutdown(sockets=[listener])
         listener.close()
 
 
@@ -60,12 +59,10 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
     app, server, port = served
     keys = ensure_dev_keys(tmp_path / "dev-keys")
     tokens = [
-        mint_token(keys, sub=f"user-{n}", role="nurse", ttl_seconds=600)
-        for n in range(CONNECTIONS)
+        mint_token(keys, sub=f"user-{n}", role="nurse", ttl_seconds=600) for n in range(CONNECTIONS)
     ]
     clients = [
-        await websockets.connect(f"ws://127.0.0.1:{port}{path}?token={token}")
-        for token in tokens
+        await websockets.connect(f"ws://127.0.0.1:{port}{path}?token={token}") for token in tokens
     ]
     for client in clients:
         await client.recv()  # CONNECTED on /ws, SyncStep1 on /yjs: the session is set up
