@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import uvloop
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -23,6 +24,15 @@ from collabgate.client import CollabClient
 from tests.contract.test_postgres_specific import PostgresTestDatabase
 from tests.support.gateway_process import GatewayProcess
 from tests.support.requirements import require_service
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """Tests marked ``uvloop`` run on uvloop, the loop the gateway itself runs on; the others
+    on asyncio's own, as they would without this hook."""
+    if item.get_closest_marker("uvloop") is not None:
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
 
 #: Settings of the shared gateway: small enough limits that every error code can be reached.
 SHARED_ENV = {

@@ -5,8 +5,9 @@ closed connection leaves in reference cycles waits in memory for a rare collecti
 constant reconnection that is memory growth and, when the collection comes, a long pause. The
 connection's objects (uvicorn's protocol, websockets' state machine, the core's Connection and
 Outbox) must therefore form no cycle once it is closed. This runs the real app under uvicorn in
-this process, with the collector off, and checks that every server-side protocol object of
-closed /ws and /yjs connections is gone.
+this process, configured and on the event loop (uvloop) as `collabgate serve` runs it, with the
+collector off, and checks that the server-side protocol objects of closed /ws and /yjs
+connections are gone.
 """
 
 from __future__ import annotations
@@ -20,24 +21,28 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+import uvloop
 import websockets
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from collabgate.auth.devkeys import ensure_dev_keys, mint_token
 from collabgate.http.app import CollabgateApp, create_app
+from collabgate.http.server import uvicorn_config
 from collabgate.http.wire import WireProtocol
 from collabgate.settings import load_settings
 
-pytestmark = pytest.mark.e2e
+# uvloop, as the server runs: its transports keep their protocol after closing, so a cycle that
+# reaches a transport keeps the whole connection.
+pytestmark = [pytest.mark.e2e, pytest.mark.uvloop]
 
 CONNECTIONS = 20
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[CollabgateApp, uvicorn.Server, int]]:
-    app = create_app(load_settings(data_dir=tmp_path, dev_keys=True, log_level="warning"))
-    config = uvicorn.Config(
-        app, ws=WireProtocol, ws_ping_interval=None, lifespan="on", log_config=None
-    )
+    settings = load_settings(data_dir=tmp_path, dev_keys=True, log_level="warning")
+    app = create_app(settings)
+    config = uvicorn_config(app, settings)
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
@@ -57,6 +62,7 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
     served: tuple[CollabgateApp, uvicorn.Server, int], tmp_path: Path, path: str
 ) -> None:
     app, server, port = served
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
     keys = ensure_dev_keys(tmp_path / "dev-keys")
     tokens = [
         mint_token(keys, sub=f"user-{n}", role="nurse", ttl_seconds=600) for n in range(CONNECTIONS)
@@ -66,12 +72,11 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
     ]
     for client in clients:
         await client.recv()  # CONNECTED on /ws, SyncStep1 on /yjs: the session is set up
-    protocols = [
-        weakref.ref(protocol)
-        for protocol in server.server_state.connections
-        if isinstance(protocol, WireProtocol)
-    ]
-    assert len(protocols) == CONNECTIONS
+    wires = [p for p in server.server_state.connections if isinstance(p, WireProtocol)]
+    assert len(wires) == CONNECTIONS
+    # uvicorn's protocol and websockets' state machine of every connection
+    protocols = [weakref.ref(wire) for wire in wires] + [weakref.ref(wire.conn) for wire in wires]
+    del wires
     gateway = app.runtime.gateway
     gc.disable()
     try:
@@ -83,5 +88,7 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
             await asyncio.sleep(0)
         alive = [ref for ref in protocols if ref() is not None]
         assert not alive, f"{len(alive)} closed connections wait for the cyclic collector"
+        # The HTTP protocol each connection was upgraded from is gone too.
+        assert not [o for o in gc.get_objects() if issubclass(type(o), HttpToolsProtocol)]
     finally:
         gc.enable()

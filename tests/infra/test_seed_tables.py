@@ -294,6 +294,26 @@ def test_monitoring_stack(modules: dict[str, Any]) -> None:
     assert res["aws_sns_topic"]["alerts"]["kms_master_key_id"] == "${var.logs_kms_key_arn}"
 
 
+def test_the_workspace_evaluates_the_tested_rules_every_15_seconds(
+    modules: dict[str, Any],
+) -> None:
+    """The rules promtool and the live alert test check, at the pace they assume: a group
+    Managed Prometheus evaluates once a minute would miss the one-minute alerting budget."""
+    monitoring = modules["monitoring"]
+    rules_dir = monitoring.locals["rules_dir"]
+    assert rules_dir == "${path.module}/../../../deploy/prometheus/rules"
+    rule_files = sorted((monitoring.path / "../../../deploy/prometheus/rules").glob("*.rules.yml"))
+    assert len(rule_files) >= 2  # the gateway's rules and the dependencies'
+    namespaces = monitoring.locals["rule_namespaces"]
+    assert 'fileset(local.rules_dir, "*.rules.yml")' in namespaces
+    assert "interval = var.rule_evaluation_interval" in namespaces
+    assert monitoring.variables["rule_evaluation_interval"]["default"] == "15s"
+    group = monitoring.resources["aws_prometheus_rule_group_namespace"]["gateway"]
+    assert group["for_each"] == "${local.rule_namespaces}"
+    scrape = modules["compute"].locals["adot_config"]
+    assert 'scrape_interval = "15s"' in scrape
+
+
 # --- security ---------------------------------------------------------------------------------
 
 

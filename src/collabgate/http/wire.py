@@ -58,13 +58,20 @@ class WireProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][EXTENSION] = self
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Break the reference cycles a closed connection would leave to the cyclic collector.
+
+        The gateway's large young GC generation (ops/gc_policy.py) makes collections rare, so
+        a cycle kept a closed connection's objects in memory for long. Two are broken here:
+        the scope refers to this protocol, which refers to the scope; and websockets parses
+        with a generator that refers back to its protocol, suspended until more data or an
+        end of stream that uvicorn never passes on. (HttpProtocol in http/server.py breaks the
+        third, uvicorn's HTTP protocol with its parser.)
+        """
         super().connection_lost(exc)
-        # The scope refers to this protocol and this protocol to the scope: a reference cycle
-        # that would leave every closed connection's objects (some 60) to the cyclic collector.
-        # Broken here, reference counting frees them as soon as the app lets go.
         scope: dict[str, Any] | None = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(EXTENSION, None)
+        self.conn.parser.close()
 
     def send_receive_event_to_app(self) -> None:
         """Hand a message to the app; stop reading only once the app is a message behind.

@@ -33,7 +33,8 @@ locals {
       receivers = {
         prometheus = {
           config = {
-            global = { scrape_interval = "30s", scrape_timeout = "10s" }
+            # As deploy/prometheus/prometheus.yml: the alert rules' windows assume 15 s.
+            global = { scrape_interval = "15s", scrape_timeout = "10s" }
             scrape_configs = [{
               job_name     = "collabgate-gateway"
               metrics_path = "/metrics"

@@ -13,55 +13,26 @@ locals {
   region     = data.aws_region.current.name
   severities = toset(["critical", "warning"])
 
-  # Baseline rules over the metrics the gateway exports (EPIC-003 DEVOPS-001.3). The full rule
-  # set kept under deploy/prometheus/ can replace them through var.alert_rules_yaml.
-  default_alert_rules = yamlencode({
-    groups = [{
-      name = "collabgate-gateway"
-      rules = [
-        {
-          alert  = "GatewayScrapeDown"
-          expr   = "up{job=\"collabgate-gateway\"} == 0"
-          "for"  = "2m"
-          labels = { severity = "critical" }
-          annotations = {
-            summary = "A gateway task has not answered /metrics for 2 minutes"
-            runbook = "${var.runbook_base_url}/gateway-down.md"
-          }
-        },
-        {
-          alert  = "LockAcquisitionLatencyP99High"
-          expr   = "histogram_quantile(0.99, sum by (le) (rate(lock_acquisition_duration_seconds_bucket[5m]))) > 0.5"
-          "for"  = "1m"
-          labels = { severity = "warning" }
-          annotations = {
-            summary = "P99 lock acquisition latency above 500 ms"
-            runbook = "${var.runbook_base_url}/latency.md"
-          }
-        },
-        {
-          alert  = "RedisOperationLatencyP99High"
-          expr   = "histogram_quantile(0.99, sum by (le) (rate(redis_operation_duration_seconds_bucket[5m]))) > 0.5"
-          "for"  = "1m"
-          labels = { severity = "warning" }
-          annotations = {
-            summary = "P99 Redis operation latency above 500 ms"
-            runbook = "${var.runbook_base_url}/redis.md"
-          }
-        },
-        {
-          alert  = "ActiveConnectionsHigh"
-          expr   = "sum(websocket_connections_total) > ${var.connections_info_threshold}"
-          "for"  = "1m"
-          labels = { severity = "warning" }
-          annotations = {
-            summary = "More than ${var.connections_info_threshold} concurrent WebSocket connections (information)"
-            runbook = "${var.runbook_base_url}/capacity.md"
-          }
-        },
-      ]
-    }]
-  })
+  # The alert and recording rules of deploy/prometheus/rules/, the set promtool tests and the
+  # live alert test exercise (tests/monitoring), one rule namespace per file. Each group gets
+  # var.rule_evaluation_interval: Managed Prometheus evaluates a group without one every minute,
+  # which would break the rules' "fires within one minute" budget. Runbook links point at
+  # var.runbook_base_url.
+  rules_dir              = "${path.module}/../../../deploy/prometheus/rules"
+  repository_runbook_url = "https://github.com/collabgate/collabgate/blob/main/docs/runbooks"
+  rule_namespaces = var.alert_rules_yaml != null ? { custom = var.alert_rules_yaml } : {
+    for file in fileset(local.rules_dir, "*.rules.yml") :
+    trimsuffix(file, ".rules.yml") => replace(
+      yamlencode({
+        groups = [
+          for group in yamldecode(file("${local.rules_dir}/${file}")).groups :
+          merge(group, { interval = var.rule_evaluation_interval })
+        ]
+      }),
+      local.repository_runbook_url,
+      var.runbook_base_url
+    )
+  }
 }
 
 # =============================================================================================
@@ -182,9 +153,11 @@ resource "aws_prometheus_workspace" "this" {
 }
 
 resource "aws_prometheus_rule_group_namespace" "gateway" {
-  name         = "collabgate-gateway"
+  for_each = local.rule_namespaces
+
+  name         = "collabgate-${each.key}"
   workspace_id = aws_prometheus_workspace.this.id
-  data         = coalesce(var.alert_rules_yaml, local.default_alert_rules)
+  data         = each.value
 }
 
 resource "aws_prometheus_alert_manager_definition" "this" {

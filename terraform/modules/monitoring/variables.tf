@@ -16,19 +16,19 @@ variable "alert_email_addresses" {
 
 variable "alert_rules_yaml" {
   type        = string
-  description = "Prometheus rule file (YAML) for the workspace; null uses the built-in baseline rules."
+  description = "A Prometheus rule file (YAML) to use instead of deploy/prometheus/rules/ (null: those rules, as tested)."
   default     = null
+}
+
+variable "rule_evaluation_interval" {
+  type        = string
+  description = "How often Managed Prometheus evaluates each rule group; the alert rules assume 15 s (deploy/prometheus/prometheus.yml)."
+  default     = "15s"
 }
 
 variable "runbook_base_url" {
   type        = string
   description = "Base URL of the runbooks linked from alert annotations (docs/runbooks/ in the repository)."
-}
-
-variable "connections_info_threshold" {
-  type        = number
-  description = "Total concurrent WebSocket connections above which an informational alert fires."
-  default     = 1000
 }
 
 variable "grafana_version" {
