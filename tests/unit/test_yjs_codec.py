@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 from starlette.applications import Starlette
+from structlog.testing import capture_logs
 
 from collabgate.audit.port import AuditEventType
 from collabgate.auth.principal import Principal, Role
@@ -275,6 +276,23 @@ async def test_a_yjs_update_the_store_refuses_closes_the_socket_so_the_client_re
     assert bob.close_request.code == 1013  # try again later: y-websocket reconnects and syncs
     assert h.gateway.metrics.errors_by_code["WS_5002"]._value.get() == 1
     assert not [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
+
+
+async def test_an_unexpected_store_failure_closes_the_yjs_socket_and_is_logged(
+    h: Harness,
+) -> None:
+    store = gated(h)
+    store.fail_with = RuntimeError("bug in the store")
+    bob = await open_yjs(h, "bob")
+    await h.gateway.receive_yjs(bob, yjs.sync_update(text_update(Doc(), "x")))
+    store.gate.set()
+    with capture_logs() as logs:
+        await h.gateway.wait_stored()
+    assert bob.close_request is not None
+    assert bob.close_request.code == 1011
+    (failure,) = [entry for entry in logs if entry["event"] == "request_failed"]
+    assert failure["type"] == "Y_UPDATE"
+    assert isinstance(failure["exc_info"], RuntimeError)  # rendered as a traceback in the log
 
 
 async def test_json_update_reaches_yjs_peers_as_one_shared_frame(h: Harness) -> None:

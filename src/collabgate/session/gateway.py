@@ -364,18 +364,8 @@ class Gateway:
             request = parse_request(frame, self.settings.max_frame_bytes)
             kind = _TYPE_NAMES[type(request)]
             await self._handlers[type(request)](connection, request)
-        except GatewayError as exc:
-            self._send_error(connection, exc, request.ref if request is not None else None)
-        except self._unavailable as exc:
-            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
-            self._send_error(
-                connection,
-                ServiceUnavailable("a backing service is unavailable; retry"),
-                _ref(request),
-            )
-        except Exception:
-            log.exception("request_failed", connection_id=connection.id, type=kind)
-            self._send_error(connection, InternalServerError("internal error"), _ref(request))
+        except Exception as exc:
+            self._fail(connection, exc, _ref(request), kind)
         finally:
             self.metrics.received_by_type[kind].inc()
             self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
@@ -397,16 +387,8 @@ class Gateway:
             message = self._decode_yjs(frame)
             kind = _YJS_TYPE_NAMES[type(message)]
             await self._yjs_handlers[type(message)](connection, message)
-        except GatewayError as exc:
-            self._send_error(connection, exc, None)
-        except self._unavailable as exc:
-            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
-            self._send_error(
-                connection, ServiceUnavailable("a backing service is unavailable; retry"), None
-            )
-        except Exception:
-            log.exception("request_failed", connection_id=connection.id, type=kind)
-            self._send_error(connection, InternalServerError("internal error"), None)
+        except Exception as exc:
+            self._fail(connection, exc, None, kind)
         finally:
             self.metrics.received_by_type[kind].inc()
             self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
@@ -419,6 +401,19 @@ class Gateway:
                 f"message of {len(frame)} bytes; the limit is {self.settings.max_frame_bytes}"
             )
         return yjs.decode_message(frame)
+
+    def _fail(self, connection: Connection, exc: Exception, ref: str | None, kind: str) -> None:
+        """What the sender of a failed request gets: the protocol error it raised, WS_5002 for
+        a backing service that is away, WS_5001 (and a logged traceback) for anything else."""
+        if isinstance(exc, GatewayError):
+            error = exc
+        elif isinstance(exc, self._unavailable):
+            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
+            error = ServiceUnavailable("a backing service is unavailable; retry")
+        else:
+            log.error("request_failed", connection_id=connection.id, type=kind, exc_info=exc)
+            error = InternalServerError("internal error")
+        self._send_error(connection, error, ref)
 
     def _send_error(self, connection: Connection, error: GatewayError, ref: str | None) -> None:
         self.metrics.errors_by_code[error.code].inc()
@@ -804,18 +799,8 @@ class Gateway:
         if stored.cancelled():
             return
         exc = stored.exception()
-        if exc is None:
-            return
-        if isinstance(exc, GatewayError):
-            self._send_error(connection, exc, None)
-        elif isinstance(exc, self._unavailable):
-            log.warning("dependency_unavailable", connection_id=connection.id, error=str(exc))
-            self._send_error(
-                connection, ServiceUnavailable("a backing service is unavailable; retry"), None
-            )
-        else:
-            log.error("update_store_failed", connection_id=connection.id, error=repr(exc))
-            self._send_error(connection, InternalServerError("internal error"), None)
+        if isinstance(exc, Exception):
+            self._fail(connection, exc, None, "Y_UPDATE")
 
     async def _yjs_awareness(self, connection: Connection, message: yjs.AwarenessMessage) -> None:
         """Relay the entries that are news to the room, to every peer including the sender.
