@@ -8,8 +8,10 @@ everything queued for it during that turn.
 
 :class:`WireProtocol` is uvicorn's websockets-sansio protocol lending itself to the app under the
 ``collabgate.wire`` ASGI extension (the handshake, reading, ping/pong and closing stay uvicorn's
-and websockets'); :class:`Flusher` writes, at the end of a turn, every outbox that filled during
-it. Under another ASGI server the extension is absent and the endpoints use plain ASGI sends.
+and websockets', but for when reading pauses and the reference cycles broken on close);
+:class:`Flusher` writes, at the end of a turn, every outbox that filled during it, and lends
+outboxes a direct write for frames that need not wait. Under another ASGI server the extension
+is absent and the endpoints use plain ASGI sends.
 """
 
 from __future__ import annotations
@@ -164,7 +166,5 @@ class Flusher:
         self._dirty.clear()  # the same list: the closures of attach() append to it
         self._serialised.clear()
         done = self._serialised
-        for outbox, wire in batch:  # write_out, inlined: this loop runs once per recipient
-            frames = outbox.take_all()
-            if frames and wire.write_frames(frames, done) > outbox.max_bytes:
-                outbox.mark_overflowed()
+        for outbox, wire in batch:
+            write_out(outbox, wire, done)
