@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -262,16 +263,25 @@ async def test_a_yjs_update_is_relayed_before_it_is_stored_and_the_next_waits_fo
     assert store.appended == [1, 2]
 
 
+async def refused_yjs_update(
+    h: Harness, error: Exception
+) -> tuple[Connection, list[MutableMapping[str, Any]]]:
+    """Bob sends one /yjs update the store fails with ``error``; the logs of that failure."""
+    store = gated(h)
+    store.fail_with = error
+    bob = await open_yjs(h, "bob")
+    await h.gateway.receive_yjs(bob, yjs.sync_update(text_update(Doc(), "lost?")))
+    assert bob.close_request is None  # the socket stays open until the store answers
+    store.gate.set()
+    with capture_logs() as logs:
+        await h.gateway.wait_stored()
+    return bob, logs
+
+
 async def test_a_yjs_update_the_store_refuses_closes_the_socket_so_the_client_resyncs(
     h: Harness,
 ) -> None:
-    store = gated(h)
-    store.fail_with = ConnectionError("database unavailable")
-    bob = await open_yjs(h, "bob")
-    await h.gateway.receive_yjs(bob, yjs.sync_update(text_update(Doc(), "lost?")))
-    assert bob.close_request is None
-    store.gate.set()
-    await h.gateway.wait_stored()
+    bob, _ = await refused_yjs_update(h, ConnectionError("database unavailable"))
     assert bob.close_request is not None
     assert bob.close_request.code == 1013  # try again later: y-websocket reconnects and syncs
     assert h.gateway.metrics.errors_by_code["WS_5002"]._value.get() == 1
@@ -281,13 +291,7 @@ async def test_a_yjs_update_the_store_refuses_closes_the_socket_so_the_client_re
 async def test_an_unexpected_store_failure_closes_the_yjs_socket_and_is_logged(
     h: Harness,
 ) -> None:
-    store = gated(h)
-    store.fail_with = RuntimeError("bug in the store")
-    bob = await open_yjs(h, "bob")
-    await h.gateway.receive_yjs(bob, yjs.sync_update(text_update(Doc(), "x")))
-    store.gate.set()
-    with capture_logs() as logs:
-        await h.gateway.wait_stored()
+    bob, logs = await refused_yjs_update(h, RuntimeError("bug in the store"))
     assert bob.close_request is not None
     assert bob.close_request.code == 1011
     (failure,) = [entry for entry in logs if entry["event"] == "request_failed"]
