@@ -12,7 +12,10 @@ Y.Text ``--rate`` times a second (loadgen.mjs, one Node process) — goes, step 
 * pycrdt-websocket 0.16.5 (``ASGIServer`` under uvicorn, in memory),
 
 each freshly started for its step, in that order within a step so that a change in background
-load hits all three alike. The references are installed only in this folder (``node_modules/``
+load hits all three alike. With ``--repeat N`` every step runs N rounds of all servers (each round
+starting with the next server, so none always goes first) and reports each server's median
+run — deliveries/s, p50 and p99 each the median of the N runs — with the range of its p99: one
+run's p99 moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours. The references are installed only in this folder (``node_modules/``
 from package-lock.json, ``.venv/`` from requirements.txt). For every step it prints deliveries/s
 (updates received by peers within the measured window), latency p50/p99 (send → peer receive,
 one clock), losses, the server's CPU time per 1000 deliveries, and the ratios of collabgate to
@@ -27,6 +30,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,6 +173,41 @@ def describe_machine() -> str:
     )
 
 
+def measure_rounds(step: Step, servers: list[str], repeat: int) -> dict[str, list[dict[str, Any]]]:
+    """``repeat`` rounds of every server; round ``r`` starts with server ``r`` (mod count)."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    for round_ in range(repeat):
+        shift = round_ % len(servers)
+        for name in servers[shift:] + servers[:shift]:
+            runs[name].append(measure(name, step))
+    return runs
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's runs of a step as one row: medians, p99 range, losses added up."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def median_of(key: str) -> float | None:
+        values = [run[key] for run in runs if run[key] is not None]
+        return statistics.median(values) if values else None
+
+    p99s = [run["p99ms"] for run in runs if run["p99ms"] is not None]
+    return {
+        "server": runs[0]["server"],
+        "runs": len(runs),
+        "deliveriesPerSecond": median_of("deliveriesPerSecond"),
+        "p50ms": median_of("p50ms"),
+        "p99ms": median_of("p99ms"),
+        "p99msRange": [min(p99s), max(p99s)] if p99s else None,
+        "maxms": max((run["maxms"] for run in runs if run["maxms"] is not None), default=None),
+        "lost": sum(run["lost"] for run in runs),
+        "connectFailures": sum(run["connectFailures"] for run in runs),
+        "cpuMsPer1000Deliveries": median_of("cpuMsPer1000Deliveries"),
+        "load1": median_of("load1"),
+    }
+
+
 def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     print(
         f"\n{step.clients} clients in rooms of {step.room_size}, {step.rate:g} updates/s each "
@@ -178,13 +217,15 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     print(
         f"  {'server':<17}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'load1':>7}"
+        + ("   p99 range ms" if "p99msRange" in results[SERVERS[0]] else "")
     )
     for name in SERVERS:
         r = results[name]
         print(
             f"  {name:<17}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
             f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
-            f"{r['cpuMsPer1000Deliveries'] or 0:>10}{r['load1']:>7}"
+            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['load1']:>7.2f}"
+            f"{_range(r.get('p99msRange'))}"
         )
     ours = results["collabgate"]
     for name in SERVERS[1:]:
@@ -202,6 +243,10 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     return f"deliveries/s x{rate:.2f}, p99 {theirs['p99ms'] / max(ours['p99ms'], 1e-9):.2f}x lower"
 
 
+def _range(values: list[float] | None) -> str:
+    return f"   {values[0]:.1f}-{values[1]:.1f}" if values else ""
+
+
 def _ms(value: float | None) -> str:
     return f"{value:>9.1f}" if value is not None else f"{'-':>9}"
 
@@ -216,6 +261,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per step")
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds per step; medians are reported"
+    )
     args = parser.parse_args()
     missing = [
         p for p in (HERE / "node_modules/y-websocket", HERE / ".venv/bin/python") if not p.exists()
@@ -232,8 +280,9 @@ def main() -> int:
     report: list[dict[str, Any]] = []
     for clients in (int(c) for c in args.clients.split(",")):
         step = Step(clients, args.room_size, args.rate, args.warmup, args.seconds)
-        results = {name: measure(name, step) for name in servers}
-        report.append({"step": step.__dict__, "results": results})
+        runs = measure_rounds(step, servers, max(1, args.repeat))
+        results = {name: median_run(server_runs) for name, server_runs in runs.items()}
+        report.append({"step": step.__dict__, "results": results, "runs": runs})
         if set(SERVERS) <= set(results):
             print_step(step, results)
         else:
