@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(
         2048, ge=1, description="Largest number of writes in one commit."
     )
+    sqlite_commit_interval_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="Under load, SQLite commits at most this often: less CPU, later ACKs (0: off).",
+    )
     compaction_threshold: int = Field(
         500, ge=1, description="Stored updates that trigger a compacted snapshot."
     )

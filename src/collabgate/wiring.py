@@ -127,7 +127,9 @@ class Runtime:
         if settings.database_url is None:
             self.adapters.update(documents="sqlite", audit="sqlite")
             sqlite = SqliteDatabase(
-                settings.database_file, max_batch=settings.group_commit_max_batch
+                settings.database_file,
+                max_batch=settings.group_commit_max_batch,
+                commit_interval=settings.sqlite_commit_interval_ms / 1000,
             )
             return sqlite, SqliteDocumentStore(sqlite), SqliteAuditStore(sqlite)
         self.adapters.update(documents="postgres", audit="postgres")

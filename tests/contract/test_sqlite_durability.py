@@ -235,3 +235,42 @@ async def test_a_raising_bulk_operation_is_retried_item_by_item(database: Sqlite
     assert [results[0], results[2]] == [None, None]
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert await database.read(parents_in_insertion_order) == [1, 2]
+
+
+# --- commit pacing --------------------------------------------------------------------------------
+
+
+async def test_a_paced_writer_commits_a_lone_write_at_once_and_groups_what_follows(
+    tmp_path: Path,
+) -> None:
+    """With a commit interval, the first write after a quiet spell does not wait, and writes
+    that trickle in within the interval share the next commit (unpaced, the idle writer would
+    commit each on its own as it arrives).
+
+    The interval (1 s) is longer than every timeout here, so each fails only if the writer
+    waited where it must not: before the first write, or past the close that ends the wait.
+    The trickle (ten writes 20 ms apart) spaces the arrivals; nothing waits on it.
+    """
+    database = SqliteDatabase(tmp_path / "paced.sqlite3", commit_interval=1.0)
+    database.add_schema(SCHEMA)
+    await database.open()
+    commits = database.commits
+    await asyncio.wait_for(database.write(insert_parent(1)), timeout=0.9)
+    assert database.commits == commits + 1
+
+    followers = []
+    for n in range(2, 12):
+        followers.append(asyncio.ensure_future(database.write(insert_parent(n))))
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(database.close(), timeout=0.5)  # closing ends the wait
+    await asyncio.gather(*followers)
+    assert database.commits == commits + 2  # the lone write, then all ten followers together
+
+    await database.open()
+    assert await database.read(count_parents) == 11
+    await database.close()
+
+
+def test_a_commit_interval_beyond_a_second_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="commit_interval"):
+        SqliteDatabase(tmp_path / "x.sqlite3", commit_interval=2.0)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from collabgate.settings import SettingsError, load_settings
+from collabgate.storage.sqlite import SqliteDatabase
+from collabgate.wiring import Runtime
 
 
 def test_defaults_are_embedded_and_local(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,6 +27,17 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.resource_types == ["patient", "surgery"]
 
 
+def test_the_commit_interval_reaches_the_sqlite_writer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COLLABGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLLABGATE_DEV_KEYS", "true")
+    monkeypatch.setenv("COLLABGATE_SQLITE_COMMIT_INTERVAL_MS", "5")
+    database = Runtime(load_settings()).database
+    assert isinstance(database, SqliteDatabase)
+    assert database.commit_interval == pytest.approx(0.005)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "named"),
     [
@@ -32,6 +46,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("COLLABGATE_HEARTBEAT_TIMEOUT_SECONDS", "soon", "COLLABGATE_HEARTBEAT_TIMEOUT_SECONDS"),
         ("COLLABGATE_LOG_LEVEL", "loud", "COLLABGATE_LOG_LEVEL"),
         ("COLLABGATE_LOCK_DEFAULT_TTL_MS", "99999999", "LOCK_DEFAULT_TTL_MS"),
+        ("COLLABGATE_SQLITE_COMMIT_INTERVAL_MS", "5000", "SQLITE_COMMIT_INTERVAL_MS"),
         ("COLLABGATE_JWT_HS256_SECRET", "s" * 40, "JWT_ALLOW_HS256"),
     ],
 )
