@@ -19,7 +19,9 @@ run's p99 moves by 2-3x on a shared 2-vCPU machine, for the reference servers as
 from package-lock.json, ``.venv/`` from requirements.txt). For every step it prints deliveries/s
 (updates received by peers within the measured window), latency p50/p99 (send → peer receive,
 one clock), losses, the server's CPU time per 1000 deliveries, and the ratios of collabgate to
-each reference; the load average is printed with the figures. Not a test: it prints figures.
+each reference; the load average is printed with the figures, and so is the CPU time the
+hypervisor took from this VM during the run (``steal ms``; with ``--repeat``, the most any run
+lost), since a stolen slice shows as a latency spike that no server caused. Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -76,9 +78,18 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
+#: Gateway log events that are expected in a benchmark and say nothing about the run.
+QUIET_WARNINGS = ("jwt_development_key_trusted",)
+
+
 @contextlib.contextmanager
-def serve(name: str, step: Step, data_dir: Path) -> Iterator[tuple[list[str], psutil.Process]]:
-    """Start one server; yield one URL per client and the server's process."""
+def serve(
+    name: str, step: Step, data_dir: Path, warnings: list[str]
+) -> Iterator[tuple[list[str], psutil.Process]]:
+    """Start one server; yield one URL per client and the server's process.
+
+    The gateway's warnings and errors (a long garbage-collector pause, a failed commit) are
+    added to ``warnings`` when it stops, so a latency spike can be told from its cause."""
     rooms = [f"bench:{name}-{step.clients}-{r}" for r in range(step.clients // step.room_size)]
     if name == "collabgate":
         gateway = GatewayProcess(
@@ -98,6 +109,12 @@ def serve(name: str, step: Step, data_dir: Path) -> Iterator[tuple[list[str], ps
             yield urls, psutil.Process(gateway.process.pid)
         finally:
             gateway.terminate()
+            warnings.extend(
+                line
+                for line in gateway.lines
+                if ('"level":"warning"' in line or '"level":"error"' in line)
+                and not any(quiet in line for quiet in QUIET_WARNINGS)
+            )
         return
     port = free_port()
     if name == "y-websocket":
@@ -123,7 +140,11 @@ def serve(name: str, step: Step, data_dir: Path) -> Iterator[tuple[list[str], ps
 
 
 def measure(name: str, step: Step) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as data, serve(name, step, Path(data)) as (urls, server):
+    warnings: list[str] = []
+    with (
+        tempfile.TemporaryDirectory() as data,
+        serve(name, step, Path(data), warnings) as (urls, server),
+    ):
         config = {
             "urls": urls,
             "clientsPerRoom": step.room_size,
@@ -135,6 +156,7 @@ def measure(name: str, step: Step) -> dict[str, Any]:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
             json.dump(config, file)
         load_before = os.getloadavg()[0]
+        steal_before = _steal_seconds()
         cpu_before = server.cpu_times()
         output = subprocess.run(
             ["node", "-e", LOADGEN_FROM_FILE, file.name],
@@ -145,6 +167,7 @@ def measure(name: str, step: Step) -> dict[str, Any]:
             check=True,
         ).stdout
         cpu_after = server.cpu_times()
+        steal = _steal_seconds() - steal_before
         os.unlink(file.name)
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
@@ -152,10 +175,17 @@ def measure(name: str, step: Step) -> dict[str, Any]:
     result.update(
         server=name,
         load1=round(load_before, 2),
+        stealMs=round(1000 * steal),
+        serverWarnings=warnings,
         serverCpuSeconds=round(cpu, 2),
         cpuMsPer1000Deliveries=round(1000 * 1000 * cpu / total, 1) if total else None,
     )
     return result
+
+
+def _steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests, all CPUs (0 where the kernel has none)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 #: loadgen.mjs takes its configuration as one argument; a thousand URLs are passed in a file.
@@ -205,6 +235,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "connectFailures": sum(run["connectFailures"] for run in runs),
         "cpuMsPer1000Deliveries": median_of("cpuMsPer1000Deliveries"),
         "load1": median_of("load1"),
+        "stealMs": max((run["stealMs"] for run in runs), default=0),
+        "serverWarnings": [line for run in runs for line in run["serverWarnings"]],
     }
 
 
@@ -216,7 +248,7 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     )
     print(
         f"  {'server':<17}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'load1':>7}"
+        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'load1':>7}{'steal ms':>9}"
         + ("   p99 range ms" if "p99msRange" in results[SERVERS[0]] else "")
     )
     for name in SERVERS:
@@ -224,10 +256,12 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         print(
             f"  {name:<17}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
             f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
-            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['load1']:>7.2f}"
+            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['load1']:>7.2f}{r['stealMs']:>9}"
             f"{_range(r.get('p99msRange'))}"
         )
     ours = results["collabgate"]
+    for line in ours["serverWarnings"][:5]:
+        print(f"  collabgate warned: {line[:160]}")
     for name in SERVERS[1:]:
         print(f"  collabgate vs {name}: {ratios(ours, results[name])}")
 
