@@ -12,16 +12,18 @@ Y.Text ``--rate`` times a second (loadgen.mjs, one Node process) — goes, step 
 * pycrdt-websocket 0.16.5 (``ASGIServer`` under uvicorn, in memory),
 
 each freshly started for its step, in that order within a step so that a change in background
-load hits all three alike. With ``--repeat N`` every step runs N rounds of all servers (each round
-starting with the next server, so none always goes first) and reports each server's median
-run — deliveries/s, p50 and p99 each the median of the N runs — with the range of its p99: one
-run's p99 moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours. The references are installed only in this folder (``node_modules/``
-from package-lock.json, ``.venv/`` from requirements.txt). For every step it prints deliveries/s
+load hits all three alike. With ``--repeat N`` every step runs N rounds of all servers (each
+round starting with the next server, so none always goes first) and reports each server's
+median run — deliveries/s, p50 and p99 each the median of the N runs — with the range of its
+p99: one run's p99 moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for
+ours. The references are installed only in this folder (``node_modules/`` from
+package-lock.json, ``.venv/`` from requirements.txt). For every step it prints deliveries/s
 (updates received by peers within the measured window), latency p50/p99 (send → peer receive,
 one clock), losses, the server's CPU time per 1000 deliveries, and the ratios of collabgate to
 each reference; the load average is printed with the figures, and so is the CPU time the
 hypervisor took from this VM during the run (``steal ms``; with ``--repeat``, the most any run
-lost), since a stolen slice shows as a latency spike that no server caused. Not a test: it prints figures.
+lost), since a stolen slice shows as a latency spike that no server caused. Not a test: it
+prints figures.
 """
 
 from __future__ import annotations

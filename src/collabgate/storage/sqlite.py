@@ -258,6 +258,8 @@ class _WriterThread(threading.Thread):
         batch closely waits (without the GIL) for the rest of the interval, and whatever is
         queued by then joins it. Closing the database cuts the wait short.
         """
+        if not self.commit_interval:  # unpaced (the default): nothing to time
+            return
         wait = self._batch_started + self.commit_interval - time.monotonic()
         if wait > 0:
             self.stopping.wait(wait)
