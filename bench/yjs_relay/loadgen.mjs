@@ -138,8 +138,10 @@ await sleep(warmupSeconds * 1000)
 windowStart = nowMicros()
 windowEnd = windowStart + seconds * 1e6
 measuring = true
+console.log('window start') // run.py samples the server's CPU and the steal time here
 await sleep(seconds * 1000)
 measuring = false
+console.log('window end')
 for (const timer of timers) clearTimeout(timer)
 for (const client of connected) clearInterval(client.timer)
 await sleep(drainSeconds * 1000)
