@@ -17,6 +17,7 @@ is absent and the endpoints use plain ASGI sends.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -28,6 +29,9 @@ from collabgate.session.outbox import Frame, Outbox
 
 #: The ASGI scope extension under which a socket offers :class:`WireProtocol`.
 EXTENSION = "collabgate.wire"
+
+#: Serialised frames kept for direct writes: a broadcast's frame is reused by every recipient.
+RECENT_FRAMES = 64
 
 #: Frames serialised during one flush: ``id(frame)`` → (the frame, kept alive, and its bytes).
 SerialisedFrames = dict[int, tuple[Frame, bytes]]
@@ -94,9 +98,32 @@ class WireProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    def write_frame(self, frame: Frame, done: SerialisedFrames) -> int:
-        """:meth:`write_frames` for one frame (what :meth:`Outbox.push_now` writes)."""
-        return self.write_frames([frame], done)
+    def direct_writer(self, done: SerialisedFrames) -> Callable[[Frame], int]:
+        """:meth:`write_frames` for one frame, as the function :meth:`Outbox.push_now` calls.
+
+        It runs once per recipient of every broadcast, so the usual case (an open socket
+        without compression) writes with no further Python call: the transport's methods are
+        looked up once, here. ``done`` is kept to the last few broadcasts' frames.
+        """
+        transport = self.transport
+        is_closing, write = transport.is_closing, transport.write
+        unsent = transport.get_write_buffer_size
+
+        def write_one(frame: Frame) -> int:
+            if self.close_sent or self.disconnected or is_closing():
+                return -1
+            if self.conn.extensions:
+                return self.write_frames([frame], done)
+            known = done.get(id(frame))
+            if known is None:
+                if len(done) > RECENT_FRAMES:
+                    done.clear()
+                write(serialise(frame, done))
+            else:
+                write(known[1])
+            return unsent()
+
+        return write_one
 
     def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
         """Write ``frames`` in one system call; the bytes the kernel has not taken yet, or -1
@@ -154,12 +181,7 @@ class Flusher:
             if len(dirty) == 1:
                 call_soon(flush)
 
-        def write_now(frame: Frame) -> int:
-            if len(serialised) > 64:  # a broadcast's frame is reused by every recipient
-                serialised.clear()
-            return wire.write_frame(frame, serialised)
-
-        outbox.attach(mark, write_now)
+        outbox.attach(mark, wire.direct_writer(serialised))
 
     def flush(self) -> None:
         batch = self._dirty.copy()
