@@ -219,7 +219,12 @@ def main() -> int:
         order = chosen if round_ % 2 == 0 else chosen[::-1]
         for name in order:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as `serve` runs
-                runs[name].append(runner.run(run_once(name, args.rooms, args.room_size, messages)))
+                result = runner.run(run_once(name, args.rooms, args.room_size, messages))
+            runs[name].append(result)
+            print(
+                f"  round {round_ + 1} {name:<12} main {result['mainUsPerUpdate']:6.1f} µs/update"
+                f"  all {result['allUsPerUpdate']:6.1f}"
+            )
     print(
         f"\n{args.updates} updates over {args.rooms} rooms of {args.room_size}, "
         f"{max(1, args.repeat)} rounds, medians"
@@ -233,6 +238,8 @@ def main() -> int:
         print(
             f"  {name:<12}{med['mainUsPerUpdate']:>16.1f}{med['allUsPerUpdate']:>15.1f}"
             f"{med['updatesPerSecond']:>11.0f}{med['deliveries']:>12.0f}"
+            f"{min(r['mainUsPerUpdate'] for r in results):>9.1f}-"
+            f"{max(r['mainUsPerUpdate'] for r in results):.1f}"
         )
     return 0
 
