@@ -81,6 +81,8 @@ class Runtime:
         self.rabbit_bus: RabbitMqBus | None = None
         self.redis_guard: RedisGuard | None = None
         self._gateway: Gateway | None = None
+        #: The database's commit and write counts already added to their counters.
+        self._storage_counted = (0, 0)
 
     @property
     def gateway(self) -> Gateway:
@@ -236,8 +238,21 @@ class Runtime:
         if self._gateway is not None:
             self._gateway.update_room_gauges()
         self.metrics.set_dependency(self.adapters["documents"], self.database.healthy)
+        self._count_storage()
         if self.settings.jwt_jwks_url:
             self.metrics.set_dependency("jwks", self.verifier.jwks_healthy)
+
+    def _count_storage(self) -> None:
+        """Carry the database's own commit and write counts over to their counters.
+
+        The writer counts as it commits (the SQLite one in its own thread); the counters move
+        at scrape time, so the write path pays nothing for them.
+        """
+        commits, writes = self.database.commits, self.database.writes
+        counted_commits, counted_writes = self._storage_counted
+        self.metrics.storage_commits.inc(max(0, commits - counted_commits))
+        self.metrics.storage_writes.inc(max(0, writes - counted_writes))
+        self._storage_counted = (max(commits, counted_commits), max(writes, counted_writes))
 
     async def readiness(self) -> dict[str, Any]:
         store = self.adapters["documents"]

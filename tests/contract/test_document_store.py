@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pytest
 from pycrdt import Doc, Text
 
-from collabgate.documents.port import DocumentStore, StoredDocument
+from collabgate.documents.port import DocumentStore, DuplicateRevisionError, StoredDocument
 from collabgate.documents.postgres import PostgresDocumentStore
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.storage.postgres import PostgresDatabase
@@ -40,6 +40,10 @@ class DocumentBackend(Protocol):
 
     def commits(self) -> int:
         """Durable commits made so far (one per fsync'd transaction)."""
+        ...
+
+    def writes(self) -> int:
+        """Writes those commits held (a write refused on its own is not one)."""
         ...
 
 
@@ -68,6 +72,10 @@ class SqliteBackend:
     def commits(self) -> int:
         assert self.database is not None
         return self.database.commits
+
+    def writes(self) -> int:
+        assert self.database is not None
+        return self.database.writes
 
 
 class PostgresBackend:
@@ -99,6 +107,10 @@ class PostgresBackend:
     def commits(self) -> int:
         assert self.database is not None
         return self.database.commits
+
+    def writes(self) -> int:
+        assert self.database is not None
+        return self.database.writes
 
 
 BACKENDS: dict[str, Callable[[Path], DocumentBackend]] = {
@@ -342,12 +354,29 @@ async def test_200_concurrent_appends_are_all_stored(document_store: DocumentSto
 
 async def test_concurrent_appends_share_commits(document_backend: DocumentBackend) -> None:
     store = await document_backend.open()
-    before = document_backend.commits()
+    before, writes_before = document_backend.commits(), document_backend.writes()
     await asyncio.gather(
         *(store.append(f"patient:{revision % 7}", revision, b"u") for revision in range(1, 201))
     )
     used = document_backend.commits() - before
     assert 1 <= used <= 10, f"200 concurrent appends took {used} commits"
+    assert document_backend.writes() - writes_before == 200
+
+
+async def test_a_refused_duplicate_is_not_counted_as_a_write(
+    document_backend: DocumentBackend,
+) -> None:
+    store = await document_backend.open()
+    await store.append(RESOURCE, 1, b"first")
+    before = document_backend.writes()
+    results = await asyncio.gather(
+        store.append(RESOURCE, 1, b"again"),
+        store.append(RESOURCE, 2, b"next"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], DuplicateRevisionError)
+    assert results[1] is None
+    assert document_backend.writes() - before == 1
 
 
 async def test_a_lone_append_is_committed_on_its_own(document_backend: DocumentBackend) -> None:

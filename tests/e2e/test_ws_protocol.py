@@ -319,6 +319,18 @@ async def test_health_ready_and_metrics(gateway: GatewayProcess, connect: Any) -
         assert name in metrics, name
     assert 'websocket_messages_received_total{type="Y_UPDATE"}' in metrics
     assert "patient:metrics" not in metrics  # no resource ids as labels
+    # The edit above was acknowledged, so it is committed: the storage counters have moved.
+    assert sample(metrics, "collabgate_storage_commits_total") >= 1
+    assert sample(metrics, "collabgate_storage_writes_total") >= 1
+
+
+def sample(exposition: str, name: str) -> float:
+    """The value of an unlabelled sample in a Prometheus text exposition."""
+    for line in exposition.splitlines():
+        metric, _, value = line.partition(" ")
+        if metric == name:
+            return float(value)
+    raise AssertionError(f"{name} is not in the exposition")
 
 
 async def test_logs_are_ndjson_without_tokens_or_content(

@@ -112,6 +112,16 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+        self.storage_commits = Counter(
+            "collabgate_storage_commits",
+            "Transactions the database writer committed (each one WAL flush and fsync)",
+            registry=r,
+        )
+        self.storage_writes = Counter(
+            "collabgate_storage_writes",
+            "Writes those transactions held: writes / commits is the group-commit batching",
+            registry=r,
+        )
         self.audit_buffer = Gauge(
             "collabgate_audit_buffer_events", "Audit events waiting to be stored.", registry=r
         )

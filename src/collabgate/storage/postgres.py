@@ -282,6 +282,8 @@ class _LaneWriter:
         self._wake = asyncio.Event()
         self._stopping = False
         self.commits = 0
+        #: Writes that committed (one that failed alone inside a committed batch is not one).
+        self.writes = 0
         self.task = asyncio.get_running_loop().create_task(
             self._serve(), name=f"postgres-writer-{lane}"
         )
@@ -329,6 +331,7 @@ class _LaneWriter:
             outcomes = [exc] * len(batch)
         else:
             self.commits += committed
+            self.writes += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
         _settle(batch, outcomes)
 
 
@@ -379,6 +382,7 @@ class PostgresDatabase:
         self._healthy = False
         self._last_ok = 0.0
         self._commits_before = 0
+        self._writes_before = 0
         self._up = metrics.dependency_up.labels(DEPENDENCY) if metrics else None
         self._failures = metrics.dependency_failures.labels(DEPENDENCY) if metrics else None
 
@@ -402,6 +406,11 @@ class PostgresDatabase:
     def commits(self) -> int:
         """Batches committed by the writers since this object was created."""
         return self._commits_before + sum(writer.commits for writer in self._writers.values())
+
+    @property
+    def writes(self) -> int:
+        """Writes committed since this object was created: ``writes / commits`` is the batching."""
+        return self._writes_before + sum(writer.writes for writer in self._writers.values())
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -446,7 +455,7 @@ class PostgresDatabase:
             except TimeoutError:
                 pool.terminate()
         finally:
-            self._commits_before = self.commits
+            self._commits_before, self._writes_before = self.commits, self.writes
             self._writers.clear()
             self._watcher = None
             self._pool = None

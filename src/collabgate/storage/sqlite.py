@@ -187,6 +187,8 @@ class _WriterThread(threading.Thread):
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.schemas: list[tuple[str, ...]] = []
         self.commits = 0
+        #: Writes that committed (a write that failed alone inside a committed batch is not one).
+        self.writes = 0
         self.failed_batches = 0
         self.healthy = True
         self._connection: sqlite3.Connection | None = None
@@ -276,6 +278,7 @@ class _WriterThread(threading.Thread):
             outcomes = [(False, exc)] * len(batch)
         else:
             self.commits += 1
+            self.writes += sum(1 for ok, _ in outcomes if ok)
             self.healthy = True
         self._settle(batch, outcomes)
 
@@ -394,6 +397,7 @@ class SqliteDatabase:
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_connection: sqlite3.Connection | None = None
         self._commits_before = 0  # commits of earlier open/close cycles
+        self._writes_before = 0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -420,6 +424,12 @@ class SqliteDatabase:
         """Transactions committed by the writer since this object was created (incl. schema)."""
         current = self._writer.commits if self._writer is not None else 0
         return self._commits_before + current
+
+    @property
+    def writes(self) -> int:
+        """Writes committed since this object was created: ``writes / commits`` is the batching."""
+        current = self._writer.writes if self._writer is not None else 0
+        return self._writes_before + current
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -479,6 +489,7 @@ class SqliteDatabase:
             await asyncio.get_running_loop().run_in_executor(reader, connection.close)
         await asyncio.to_thread(reader.shutdown)
         self._commits_before += writer.commits
+        self._writes_before += writer.writes
         self._writer, self._reader, self._reader_connection = None, None, None
         self._state = "closed"
 
