@@ -557,6 +557,27 @@ def websocket_dashboard() -> Json:
             unit="reqps",
             min=0,
         ),
+        Panel(
+            "Storage commits/s",
+            "timeseries",
+            [Q(rate("collabgate_storage_commits_total", by="instance"), "{{instance}}")],
+            unit="reqps",
+            description="Transactions each gateway's database writer committed; each costs a WAL flush and an fsync.",
+            min=0,
+        ),
+        Panel(
+            "Writes per commit",
+            "timeseries",
+            [
+                Q(
+                    f"{rate('collabgate_storage_writes_total', by='instance')}"
+                    f" / {rate('collabgate_storage_commits_total', by='instance')}",
+                    "{{instance}}",
+                )
+            ],
+            description="Group-commit batching: how many writes share a transaction. Near 1 under load means every write pays its own fsync and page writes (docs/operations.md, Disk writes to plan for).",
+            min=0,
+        ),
     ]
     return dashboard(
         "collabgate-websocket",
