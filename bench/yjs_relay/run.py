@@ -338,7 +338,8 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     )
     print(
         f"  {'server':<17}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'disk MB/s':>10}{'load1':>7}{'steal %':>8}{'rerun':>6}"
+        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'disk MB/s':>10}{'load1':>7}"
+        f"{'steal %':>8}{'rerun':>6}"
         + ("   p99 range ms" if any("p99msRange" in r for r in results.values()) else "")
     )
     present = [name for name in SERVERS if name in results]
@@ -347,7 +348,8 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         print(
             f"  {name:<17}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
             f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
-            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}{r['load1']:>7.2f}{r['stealPercent']:>8.1f}"
+            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}"
+            f"{r['load1']:>7.2f}{r['stealPercent']:>8.1f}"
             f"{r['rerunForSteal']:>6}"
             f"{_range(r.get('p99msRange'))}"
         )
