@@ -6,8 +6,9 @@
 #   make yjs-test         the interop and browser tests only
 #   make yjs-demo-bundle  rebuild src/collabgate/http/static/demo.js from http/demo/demo.js
 #                         (esbuild); commit the result: serving /demo needs no Node
-#   make bench-yjs        bench/yjs_relay: /yjs against y-websocket's server and pycrdt-websocket,
-#                         both installed only inside bench/yjs_relay (BENCH_YJS_ARGS=...)
+#   make bench-yjs        bench/yjs_relay: /yjs against y-websocket's server (in memory and on
+#                         y-leveldb) and pycrdt-websocket, all installed only inside
+#                         bench/yjs_relay (BENCH_YJS_ARGS=...)
 #
 # Nothing here downloads a browser: playwright-core drives /usr/bin/chromium.
 .PHONY: yjs-setup yjs-chromium yjs-test yjs-demo-bundle bench-yjs

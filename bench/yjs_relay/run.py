@@ -1,4 +1,4 @@
-"""y-websocket relay benchmark: collabgate's /yjs against the two reference servers, one run.
+"""y-websocket relay benchmark: collabgate's /yjs against the reference servers, in one run.
 
     make bench-yjs                                   # sets up bench/yjs_relay, then runs this
     .venv/bin/python bench/yjs_relay/run.py --clients 200,500,1000 --rate 2 --seconds 10
@@ -9,10 +9,12 @@ Y.Text ``--rate`` times a second (loadgen.mjs, one Node process) — goes, step 
 * collabgate ``/yjs`` (embedded adapters: every update applied once, stored durably in SQLite
   with group commit and audited, then relayed),
 * the reference Node server, ``y-websocket/bin/server.cjs`` of y-websocket 2.1.0 (in memory),
+* the same server persisting every update (``y-websocket-leveldb``: its own ``YPERSISTENCE``
+  option, y-leveldb 0.1.2 on LevelDB, which writes each update without an fsync),
 * pycrdt-websocket 0.16.5 (``ASGIServer`` under uvicorn, in memory),
 
 each freshly started for its step, in that order within a step so that a change in background load
-hits all three alike. With ``--repeat N`` every step runs N rounds of all servers (each round
+hits them all alike. With ``--repeat N`` every step runs N rounds of all servers (each round
 starting with the next server, so none always goes first) and reports each server's median run —
 deliveries/s, p50 and p99 each the median of the N runs — with the range of its p99: one run's p99
 moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours. The references
@@ -20,12 +22,15 @@ are installed only in this folder (``node_modules/`` from package-lock.json, ``.
 requirements.txt). For every step it prints deliveries/s (updates received by peers within the
 measured window), latency p50/p99 (send → peer receive, one clock), losses, the server's CPU time
 per 1000 deliveries, what it wrote to storage per second (``disk MB/s``: collabgate's SQLite WAL
-and checkpoints; the references keep documents in memory), and the ratios of collabgate to each
-reference. The load average is printed with the figures, and so is the share of the machine's CPU
-time the hypervisor gave to other guests (``steal %``: steal time over CPUs x window; with
-``--repeat``, the most any kept run lost), since a stolen slice shows as a latency spike that no
-server caused. The server's CPU and the steal are both sampled at the start and end of the
-measured window, so neither counts the connection phase. A run with more steal than
+and checkpoints, LevelDB's log and tables; the other references keep documents in memory), and
+the ratios of collabgate to each reference. The load average is printed with the figures, and
+so is the share of the machine's CPU time the hypervisor gave to other guests (``steal %``:
+steal time over CPUs x window; with ``--repeat``, the most any kept run lost), since a stolen
+slice shows as a latency spike that no server caused. ``idle %`` is the machine's idle CPU time
+over the same: the server, the load generator and the kernel share two CPUs here, and near zero
+every one of them queues for a CPU; ``runq %`` is how long the server's threads, ready to run,
+waited for one (share of the window). All of these are sampled at the start and end of the
+measured window, so none counts the connection phase. A run with more steal than
 ``--max-steal-percent`` (5 by default; 0 keeps every run) measured the hypervisor's other guests
 more than the server: it is run again, up to ``--steal-retries`` times, and the ``rerun`` column
 counts the runs thrown away. A run still over the limit after that is kept and shows its steal.
@@ -59,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
-SERVERS = ("collabgate", "y-websocket", "pycrdt-websocket")
+SERVERS = ("collabgate", "y-websocket", "y-websocket-leveldb", "pycrdt-websocket")
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,11 @@ def serve(
             )
         return
     port = free_port()
-    if name == "y-websocket":
+    if name.startswith("y-websocket"):
         command = ["node", str(HERE / "node_modules/y-websocket/bin/server.cjs")]
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
+        if name == "y-websocket-leveldb":
+            env["YPERSISTENCE"] = str(data_dir / "leveldb")
     else:
         command = [str(HERE / ".venv/bin/python"), str(HERE / "pycrdt_server.py"), str(port)]
         env = dict(os.environ)
@@ -182,11 +189,14 @@ def measure(name: str, step: Step) -> dict[str, Any]:
         os.unlink(file.name)
     result: dict[str, Any] = json.loads(output[-1])
     delivered = result["deliveriesPerSecond"] * step.seconds
+    machine_seconds = step.seconds * (psutil.cpu_count() or 1)
     result.update(
         server=name,
         load1=round(load_before, 2),
         stealMs=round(1000 * window.steal),
-        stealPercent=round(100 * window.steal / (step.seconds * (psutil.cpu_count() or 1)), 1),
+        stealPercent=round(100 * window.steal / machine_seconds, 1),
+        idlePercent=round(100 * window.idle / machine_seconds, 1),
+        runQueueWaitPercent=round(100 * window.run_queue_wait / step.seconds, 1),
         serverWarnings=warnings,
         serverCpuSeconds=round(cpu_run, 2),
         diskMBPerSecond=round(window.disk_bytes / step.seconds / 2**20, 2),
@@ -199,19 +209,46 @@ def measure(name: str, step: Step) -> dict[str, Any]:
 
 @dataclass
 class Window:
-    """What the server's process and the machine spent during the measured window."""
+    """What the server's process and the machine spent during the measured window.
+
+    ``idle`` is the machine's idle CPU time (all CPUs): near zero, every thread on it (the
+    server's, the load generator's, the kernel's) waits for a CPU. ``run_queue_wait`` is the
+    time the server's threads were ready to run but waited for one (Linux schedstat).
+    """
 
     cpu: float = 0.0
     steal: float = 0.0
     disk_bytes: int = 0
+    idle: float = 0.0
+    run_queue_wait: float = 0.0
+
+    @classmethod
+    def sample(cls, server: psutil.Process) -> Window:
+        machine = psutil.cpu_times()
+        return cls(
+            cpu=_cpu_seconds(server),
+            steal=float(getattr(machine, "steal", 0.0)),
+            disk_bytes=_disk_bytes(server),
+            idle=float(machine.idle),
+            run_queue_wait=_run_queue_wait_seconds(server),
+        )
+
+    def since(self, start: Window) -> Window:
+        return Window(
+            cpu=self.cpu - start.cpu,
+            steal=self.steal - start.steal,
+            disk_bytes=self.disk_bytes - start.disk_bytes,
+            idle=self.idle - start.idle,
+            run_queue_wait=self.run_queue_wait - start.run_queue_wait,
+        )
 
 
 def run_loadgen(
     config_path: str, server: psutil.Process, timeout: float
 ) -> tuple[list[str], Window]:
-    """Run loadgen.mjs; sample the server's CPU time and the machine's steal time at the
-    window's start and end (loadgen prints a line at each), so both figures leave out the
-    connection phase. Returns loadgen's output lines (the last one is its JSON result)."""
+    """Run loadgen.mjs; sample the server and the machine (:class:`Window`) at the window's
+    start and end (loadgen prints a line at each), so the figures leave out the connection
+    phase. Returns loadgen's output lines (the last one is its JSON result)."""
     process = subprocess.Popen(
         ["node", "-e", LOADGEN_FROM_FILE, config_path],
         cwd=HERE,
@@ -228,13 +265,9 @@ def run_loadgen(
         for line in process.stdout:
             lines.append(line.strip())
             if line.startswith("window start"):
-                started = Window(_cpu_seconds(server), _steal_seconds(), _disk_bytes(server))
+                started = Window.sample(server)
             elif line.startswith("window end"):
-                window = Window(
-                    _cpu_seconds(server) - started.cpu,
-                    _steal_seconds() - started.steal,
-                    _disk_bytes(server) - started.disk_bytes,
-                )
+                window = Window.sample(server).since(started)
     finally:
         watchdog.cancel()
     if process.wait() != 0 or not lines:
@@ -252,9 +285,14 @@ def _disk_bytes(process: psutil.Process) -> int:
     return int(process.io_counters().write_bytes)
 
 
-def _steal_seconds() -> float:
-    """CPU time the hypervisor gave to other guests, all CPUs (0 where the kernel has none)."""
-    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+def _run_queue_wait_seconds(process: psutil.Process) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (0 without schedstat)."""
+    waited = 0
+    for thread in process.threads():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            schedstat = Path(f"/proc/{process.pid}/task/{thread.id}/schedstat").read_text()
+            waited += int(schedstat.split()[1])
+    return waited / 1e9
 
 
 #: loadgen.mjs takes its configuration as one argument; a thousand URLs are passed in a file.
@@ -323,6 +361,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "cpuMsPer1000Deliveries": median_of("cpuMsPer1000Deliveries"),
         "load1": median_of("load1"),
         "diskMBPerSecond": median_of("diskMBPerSecond"),
+        "idlePercent": median_of("idlePercent"),
+        "runQueueWaitPercent": median_of("runQueueWaitPercent"),
         "stealMs": max((run["stealMs"] for run in runs), default=0),
         "stealPercent": max((run["stealPercent"] for run in runs), default=0),
         "rerunForSteal": sum(run["rerunForSteal"] for run in runs),
@@ -337,18 +377,19 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         f"{step.seconds:g} s measured"
     )
     print(
-        f"  {'server':<17}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'disk MB/s':>10}{'load1':>7}"
-        f"{'steal %':>8}{'rerun':>6}"
+        f"  {'server':<21}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'disk MB/s':>10}"
+        f"{'idle %':>7}{'runq %':>7}{'load1':>7}{'steal %':>8}{'rerun':>6}"
         + ("   p99 range ms" if any("p99msRange" in r for r in results.values()) else "")
     )
     present = [name for name in SERVERS if name in results]
     for name in present:
         r = results[name]
         print(
-            f"  {name:<17}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
+            f"  {name:<21}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
             f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
             f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}"
+            f"{r['idlePercent']:>7.1f}{r['runQueueWaitPercent']:>7.1f}"
             f"{r['load1']:>7.2f}{r['stealPercent']:>8.1f}"
             f"{r['rerunForSteal']:>6}"
             f"{_range(r.get('p99msRange'))}"
