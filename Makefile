@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck check bench bench-core bench-fanout bench-cluster clean test-setup
+.PHONY: run test lint typecheck check bench bench-core bench-sqlite bench-fanout bench-cluster clean
+.PHONY: test-setup
 .DEFAULT_GOAL := help
 
 help:
@@ -37,13 +38,16 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict -p tools.load
 
-# The relay core's CPU per update in process, the core fan-out benchmark, then three instances on
-# Redis + RabbitMQ + PostgreSQL against one embedded instance at the same user counts
-# (docs/performance.md).
-bench: bench-core bench-fanout bench-cluster
+# The relay core's CPU per update in process, what the embedded SQLite file costs per update, the
+# core fan-out benchmark, then three instances on Redis + RabbitMQ + PostgreSQL against one
+# embedded instance at the same user counts (docs/performance.md).
+bench: bench-core bench-sqlite bench-fanout bench-cluster
 
 bench-core: $(STAMP)
 	$(PY) bench/relay_core.py $(BENCH_CORE_ARGS)
+
+bench-sqlite: $(STAMP)
+	$(PY) bench/sqlite_writes.py $(BENCH_SQLITE_ARGS)
 
 bench-fanout: $(STAMP)
 	$(PY) bench/fanout.py $(BENCH_ARGS)

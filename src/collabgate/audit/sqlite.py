@@ -4,6 +4,17 @@ Triggers refuse UPDATE and DELETE on ``audit_log``, so the application (or a car
 cannot rewrite history through SQL. Someone with the file can still drop the triggers; the chain
 (see :mod:`collabgate.audit.chain`) and the ``audit_head`` row, written in the same transaction as
 every append, are what reveal that afterwards.
+
+Finding a user's or a resource's records: query the views ``audit_log_by_user`` and
+``audit_log_by_resource`` (``SELECT * FROM audit_log_by_user WHERE user_id = ? ORDER BY seq``):
+same columns as ``audit_log``, served by an index. Those indexes are tables of their own
+(``audit_user_index``, ``audit_resource_index``), filled in bulk, not secondary indexes on
+``audit_log``: one of those takes every record at a random position, so each record of a commit
+dirtied a page of its own in each of them, and the WAL receives every dirtied page whole — half
+of what storing an update cost (bench/sqlite_writes.py). Here a record enters them in the same
+transaction as the ``index_rows``-th record after it, with all the records in between, sorted,
+so each page is written once per fold; the views add the few records not folded yet (read by
+``seq``, the table's own key), so they always show every record. Each start folds what is left.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+import structlog
 
 from collabgate.audit.chain import (
     GENESIS_HASH,
@@ -23,9 +35,54 @@ from collabgate.audit.chain import (
     prepare_event,
 )
 from collabgate.audit.port import AuditEvent, AuditRecord
-from collabgate.storage.sqlite import SqliteDatabase
+from collabgate.storage.sqlite import SqliteDatabase, run_in_savepoint
 
-SCHEMA = (
+log = structlog.get_logger(__name__)
+
+#: Rows per INSERT: 10 bound variables each, far below SQLite's limit (32,766).
+ROWS_PER_STATEMENT = 500
+
+#: Records after the last fold that make an append fold them into the index tables: several
+#: per user and resource in each fold, so that a page of an index table is written once for many.
+INDEX_ROWS = 16384
+
+_COLUMN_NAMES = (
+    "seq",
+    "occurred_at",
+    "event_type",
+    "instance_id",
+    "user_id",
+    "resource_id",
+    "connection_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+_COLUMNS = ", ".join(_COLUMN_NAMES)
+_ROW = "(" + ", ".join("?" * len(_COLUMN_NAMES)) + ")"
+
+
+def _view_columns(key: str, source: str) -> str:
+    """``audit_log``'s columns, with ``<key>_id`` taken from ``source``: the index table in the
+    indexed half of a view, so that a condition on it is answered by that table's key."""
+    return ", ".join(
+        f"{source}.{name} AS {name}" if name == f"{key}_id" else f"a.{name}"
+        for name in _COLUMN_NAMES
+    )
+
+
+#: Index every record after the index head, then move the head to the last record.
+_FOLD = (
+    *(
+        f"INSERT INTO audit_{key}_index ({key}_id, seq) SELECT {key}_id, seq FROM audit_log"
+        f" WHERE seq > (SELECT seq FROM audit_index_head WHERE id = 1) AND {key}_id IS NOT NULL"
+        f" ORDER BY {key}_id, seq"
+        for key in ("user", "resource")
+    ),
+    "UPDATE audit_index_head SET seq = (SELECT coalesce(max(seq), 0) FROM audit_log) WHERE id = 1",
+)
+
+_LOG_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         seq INTEGER PRIMARY KEY,
         occurred_at INTEGER NOT NULL,
@@ -38,8 +95,9 @@ SCHEMA = (
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS audit_log_user_id ON audit_log (user_id)",
-    "CREATE INDEX IF NOT EXISTS audit_log_resource_id ON audit_log (resource_id)",
+    # Files written before the index tables had these as secondary indexes.
+    "DROP INDEX IF EXISTS audit_log_user_id",
+    "DROP INDEX IF EXISTS audit_log_resource_id",
     "CREATE INDEX IF NOT EXISTS audit_log_event_type ON audit_log (event_type)",
     "CREATE INDEX IF NOT EXISTS audit_log_occurred_at ON audit_log (occurred_at)",
     """CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
@@ -62,20 +120,41 @@ SCHEMA = (
     BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END""",
 )
 
+INDEX_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS audit_user_index (
+        user_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS audit_resource_index (
+        resource_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (resource_id, seq)
+    ) WITHOUT ROWID""",
+    # One row: every record up to seq is in both index tables.
+    """CREATE TABLE IF NOT EXISTS audit_index_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO audit_index_head (id, seq) VALUES (1, 0)",
+    *(
+        f"""CREATE VIEW IF NOT EXISTS audit_log_by_{key} AS
+        SELECT {_view_columns(key, "i")} FROM audit_{key}_index i JOIN audit_log a ON a.seq = i.seq
+        UNION ALL
+        SELECT {_view_columns(key, "a")} FROM audit_log a
+        WHERE a.seq > (SELECT seq FROM audit_index_head WHERE id = 1)"""
+        for key in ("user", "resource")
+    ),
+    *_FOLD,  # each start folds what the last run left
+)
+
+SCHEMA = (*_LOG_SCHEMA, *INDEX_SCHEMA)
+
 GUARD_TRIGGERS = (
     "audit_log_no_update",
     "audit_log_no_delete",
     "audit_head_forward_only",
     "audit_head_no_delete",
-)
-
-#: Rows per INSERT: 10 bound variables each, far below SQLite's limit (32,766).
-ROWS_PER_STATEMENT = 500
-_ROW = "(" + ", ".join("?" * 10) + ")"
-
-_COLUMNS = (
-    "seq, occurred_at, event_type, instance_id, user_id, resource_id, connection_id,"
-    " details, prev_hash, hash"
 )
 
 
@@ -87,10 +166,15 @@ class SqliteAuditStore:
     :meth:`close` stops this store; the database belongs to whoever created it.
     """
 
-    def __init__(self, database: SqliteDatabase, *, create_schema: bool = True) -> None:
+    def __init__(
+        self, database: SqliteDatabase, *, create_schema: bool = True, index_rows: int = INDEX_ROWS
+    ) -> None:
         """``create_schema=False`` leaves the file untouched (verification of evidence)."""
+        if index_rows < 1:
+            raise ValueError(f"index_rows must be at least 1 (got {index_rows})")
         self._db = database
         self._closed = False
+        self._index_rows = index_rows
         if create_schema:
             database.add_schema(SCHEMA)
 
@@ -100,7 +184,7 @@ class SqliteAuditStore:
             return
         # Encode on the caller's side: the writer thread only hashes and inserts.
         prepared = [prepare_event(event) for event in events]
-        await self._db.write(partial(_append, prepared))
+        await self._db.write(partial(_append, prepared, index_rows=self._index_rows))
 
     async def records(self, after_seq: int = 0, limit: int = 10_000) -> list[AuditRecord]:
         self._check_open()
@@ -124,7 +208,9 @@ class SqliteAuditStore:
             raise RuntimeError("the audit store is closed")
 
 
-def _append(prepared: list[PreparedEvent], connection: sqlite3.Connection) -> None:
+def _append(
+    prepared: list[PreparedEvent], connection: sqlite3.Connection, *, index_rows: int = INDEX_ROWS
+) -> None:
     seq, prev_hash = _head(connection)
     rows = []
     for columns, canonical in prepared:
@@ -141,6 +227,16 @@ def _append(prepared: list[PreparedEvent], connection: sqlite3.Connection) -> No
             [value for row in chunk for value in row],
         )
     connection.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
+    (indexed,) = connection.execute("SELECT seq FROM audit_index_head WHERE id = 1").fetchone()
+    if seq - indexed >= index_rows:
+        error = run_in_savepoint(connection, "fold_audit_index", _fold_index)
+        if error is not None:
+            log.error("audit_index_fold_failed", unindexed=seq - indexed, error=repr(error))
+
+
+def _fold_index(connection: sqlite3.Connection) -> None:
+    for statement in _FOLD:
+        connection.execute(statement)
 
 
 def _head(connection: sqlite3.Connection) -> tuple[int, str]:

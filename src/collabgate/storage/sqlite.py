@@ -106,6 +106,28 @@ def _call_each(
     return results
 
 
+def run_in_savepoint(
+    connection: sqlite3.Connection, name: str, work: Callable[[sqlite3.Connection], None]
+) -> sqlite3.Error | None:
+    """Run ``work`` inside the batch transaction so that its failure undoes it alone.
+
+    For upkeep that rides along with a write (moving rows between tables): the error is
+    returned, for the caller to log, and the write it rode with still commits. When SQLite
+    has aborted the whole transaction there is nothing left to keep, and the error is raised.
+    """
+    connection.execute(f"SAVEPOINT {name}")
+    try:
+        work(connection)
+    except sqlite3.Error as exc:
+        if not connection.in_transaction:
+            raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
+        connection.execute(f"ROLLBACK TO {name}")
+        connection.execute(f"RELEASE {name}")
+        return exc
+    connection.execute(f"RELEASE {name}")
+    return None
+
+
 def _outcome(result: object) -> _Outcome:
     return (False, result) if isinstance(result, Exception) else (True, result)
 
