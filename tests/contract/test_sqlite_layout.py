@@ -208,6 +208,35 @@ async def test_the_views_find_every_record_before_and_after_a_fold(
     assert await count(database, "SELECT count(*) FROM audit_resource_index") == 18
 
 
+async def test_an_index_fold_that_fails_keeps_every_record_in_the_views(
+    database: SqliteDatabase,
+) -> None:
+    """While an index table refuses rows, records still commit and the views still show them
+    (from the unindexed tail); the first fold after that indexes them all."""
+    store = SqliteAuditStore(database, index_rows=2)
+    await database.open()
+
+    def refuse_inserts(connection: sqlite3.Connection) -> None:
+        connection.execute(
+            "CREATE TRIGGER refuse_fold BEFORE INSERT ON audit_resource_index"
+            " BEGIN SELECT RAISE(ABORT, 'audit_resource_index refuses rows'); END"
+        )
+
+    await database.write(refuse_inserts)
+    for item in EVENTS:
+        await store.append([item])
+    assert await count(database, "SELECT count(*) FROM audit_log") == len(EVENTS)
+    assert await count(database, "SELECT seq FROM audit_index_head") == 0  # no fold went through
+    assert await count(database, "SELECT count(*) FROM audit_user_index") == 0  # undone as one
+    await assert_views_match_the_log(database)
+    assert database.healthy
+
+    await database.write(lambda connection: connection.execute("DROP TRIGGER refuse_fold"))
+    await store.append([EVENTS[0]])
+    assert await count(database, "SELECT seq FROM audit_index_head") == len(EVENTS) + 1
+    await assert_views_match_the_log(database)
+
+
 async def test_a_view_is_answered_by_its_index_table(database: SqliteDatabase) -> None:
     SqliteAuditStore(database)
     await database.open()
