@@ -229,8 +229,8 @@ def _append(
     connection.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
     (indexed,) = connection.execute("SELECT seq FROM audit_index_head WHERE id = 1").fetchone()
     if seq - indexed >= index_rows:
-        error = run_in_savepoint(connection, "fold_audit_index", _fold_index)
-        if error is not None:
+        folded, error = run_in_savepoint(connection, "fold_audit_index", _fold_index)
+        if not folded:
             log.error("audit_index_fold_failed", unindexed=seq - indexed, error=repr(error))
 
 

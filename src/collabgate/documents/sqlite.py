@@ -176,8 +176,8 @@ def _fold_when_full(connection: sqlite3.Connection, fold_rows: int) -> None:
     (staged,) = connection.execute("SELECT count(*) FROM document_updates_staged").fetchone()
     if staged < fold_rows:
         return
-    error = run_in_savepoint(connection, "fold_document_updates", _fold)
-    if error is not None:
+    folded, error = run_in_savepoint(connection, "fold_document_updates", _fold)
+    if not folded:
         log.error("document_fold_failed", staged=staged, error=repr(error))
 
 

@@ -107,25 +107,35 @@ def _call_each(
 
 
 def run_in_savepoint(
-    connection: sqlite3.Connection, name: str, work: Callable[[sqlite3.Connection], None]
-) -> sqlite3.Error | None:
+    connection: sqlite3.Connection, name: str, work: Callable[[sqlite3.Connection], Any]
+) -> _Outcome:
     """Run ``work`` inside the batch transaction so that its failure undoes it alone.
 
-    For upkeep that rides along with a write (moving rows between tables): the error is
-    returned, for the caller to log, and the write it rode with still commits. When SQLite
-    has aborted the whole transaction there is nothing left to keep, and the error is raised.
+    ``(True, what work returned)``, or ``(False, the exception)`` with everything ``work`` did
+    undone and the rest of the transaction kept: the writer isolates each write of a failed
+    batch this way, and upkeep that rides along with a write (moving rows between tables) runs
+    this way so that the write still commits. When SQLite has aborted the whole transaction
+    there is nothing left to keep, and the error is raised.
     """
     connection.execute(f"SAVEPOINT {name}")
     try:
-        work(connection)
-    except sqlite3.Error as exc:
+        result = work(connection)
+    except Exception as exc:
         if not connection.in_transaction:
             raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
         connection.execute(f"ROLLBACK TO {name}")
         connection.execute(f"RELEASE {name}")
-        return exc
+        return (False, exc)
     connection.execute(f"RELEASE {name}")
-    return None
+    return (True, result)
+
+
+def _one_write(write: _Write, connection: sqlite3.Connection) -> Any:
+    """A queued write on its own; an item its bulk operation refused raises."""
+    (result,) = write.operation(connection, [write.item])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _outcome(result: object) -> _Outcome:
@@ -342,21 +352,10 @@ class _WriterThread(threading.Thread):
     @staticmethod
     def _run_one(connection: sqlite3.Connection, write: _Write) -> _Outcome:
         """One write inside a savepoint: its failure undoes it alone, unless SQLite aborted all."""
-        connection.execute("SAVEPOINT write_op")
-        try:
-            (result,) = write.operation(connection, [write.item])
-            if isinstance(result, Exception):
-                raise result
-        except Exception as exc:
-            if not connection.in_transaction:
-                raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
-            connection.execute("ROLLBACK TO write_op")
-            connection.execute("RELEASE write_op")
-            return (False, exc)
-        connection.execute("RELEASE write_op")
-        if not connection.in_transaction:
+        outcome = run_in_savepoint(connection, "write_op", partial(_one_write, write))
+        if outcome[0] and not connection.in_transaction:
             raise TransactionAbortedError("a write operation ended the batch transaction")
-        return (True, result)
+        return outcome
 
     def _rollback(self) -> None:
         connection = self._require_connection()
