@@ -45,6 +45,22 @@ def update(revision: int) -> bytes:
     return b"update-%d" % revision
 
 
+async def refuse_inserts_into(database: SqliteDatabase, table: str) -> None:
+    """Make every insert into ``table`` fail, as a damaged file or a stray trigger could."""
+
+    def create_trigger(connection: sqlite3.Connection) -> None:
+        connection.execute(
+            f"CREATE TRIGGER refuse_inserts BEFORE INSERT ON {table}"
+            f" BEGIN SELECT RAISE(ABORT, '{table} refuses rows'); END"
+        )
+
+    await database.write(create_trigger)
+
+
+async def accept_inserts_again(database: SqliteDatabase) -> None:
+    await database.write(lambda connection: connection.execute("DROP TRIGGER refuse_inserts"))
+
+
 # --- documents --------------------------------------------------------------------------------
 
 
@@ -119,19 +135,13 @@ async def test_a_fold_that_fails_keeps_every_append(database: SqliteDatabase) ->
     store = SqliteDocumentStore(database, fold_rows=3)
     await database.open()
 
-    def refuse_inserts(connection: sqlite3.Connection) -> None:
-        connection.execute(
-            "CREATE TRIGGER refuse_fold BEFORE INSERT ON document_updates"
-            " BEGIN SELECT RAISE(ABORT, 'document_updates refuses rows'); END"
-        )
-
-    await database.write(refuse_inserts)
+    await refuse_inserts_into(database, "document_updates")
     for revision in range(1, 8):
         await store.append(RESOURCE, revision, update(revision))
     assert await count(database, "SELECT count(*) FROM document_updates_staged") == 7
     assert database.healthy
 
-    await database.write(lambda connection: connection.execute("DROP TRIGGER refuse_fold"))
+    await accept_inserts_again(database)
     await store.append(RESOURCE, 8, update(8))
     assert await count(database, "SELECT count(*) FROM document_updates_staged") == 0
     assert (await store.load(RESOURCE)).updates == [update(r) for r in range(1, 9)]
@@ -216,13 +226,7 @@ async def test_an_index_fold_that_fails_keeps_every_record_in_the_views(
     store = SqliteAuditStore(database, index_rows=2)
     await database.open()
 
-    def refuse_inserts(connection: sqlite3.Connection) -> None:
-        connection.execute(
-            "CREATE TRIGGER refuse_fold BEFORE INSERT ON audit_resource_index"
-            " BEGIN SELECT RAISE(ABORT, 'audit_resource_index refuses rows'); END"
-        )
-
-    await database.write(refuse_inserts)
+    await refuse_inserts_into(database, "audit_resource_index")
     for item in EVENTS:
         await store.append([item])
     assert await count(database, "SELECT count(*) FROM audit_log") == len(EVENTS)
@@ -231,7 +235,7 @@ async def test_an_index_fold_that_fails_keeps_every_record_in_the_views(
     await assert_views_match_the_log(database)
     assert database.healthy
 
-    await database.write(lambda connection: connection.execute("DROP TRIGGER refuse_fold"))
+    await accept_inserts_again(database)
     await store.append([EVENTS[0]])
     assert await count(database, "SELECT seq FROM audit_index_head") == len(EVENTS) + 1
     await assert_views_match_the_log(database)
