@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from collabgate.audit.port import AuditEvent, AuditEventType
 from collabgate.audit.sqlite import SqliteAuditStore
@@ -131,20 +132,25 @@ async def test_a_restart_folds_what_was_staged(database: SqliteDatabase) -> None
 
 async def test_a_fold_that_fails_keeps_every_append(database: SqliteDatabase) -> None:
     """Upkeep must not cost writes: while the large table refuses rows, appends still commit
-    (in the staging table), and the first fold after it accepts them again moves them all."""
+    (in the staging table) and the fold is retried once per ``fold_rows`` appends, not on every
+    commit; the first retry after the table accepts rows again moves them all."""
     store = SqliteDocumentStore(database, fold_rows=3)
     await database.open()
 
     await refuse_inserts_into(database, "document_updates")
-    for revision in range(1, 8):
-        await store.append(RESOURCE, revision, update(revision))
+    with capture_logs() as logs:
+        for revision in range(1, 8):
+            await store.append(RESOURCE, revision, update(revision))
     assert await count(database, "SELECT count(*) FROM document_updates_staged") == 7
+    assert [entry["staged"] for entry in logs if entry["event"] == "document_fold_failed"] == [3, 6]
     assert database.healthy
 
     await accept_inserts_again(database)
     await store.append(RESOURCE, 8, update(8))
+    assert await count(database, "SELECT count(*) FROM document_updates_staged") == 8
+    await store.append(RESOURCE, 9, update(9))
     assert await count(database, "SELECT count(*) FROM document_updates_staged") == 0
-    assert (await store.load(RESOURCE)).updates == [update(r) for r in range(1, 9)]
+    assert (await store.load(RESOURCE)).updates == [update(r) for r in range(1, 10)]
 
 
 def test_a_fold_size_below_one_is_refused(tmp_path: Path) -> None:
@@ -227,8 +233,11 @@ async def test_an_index_fold_that_fails_keeps_every_record_in_the_views(
     await database.open()
 
     await refuse_inserts_into(database, "audit_resource_index")
-    for item in EVENTS:
-        await store.append([item])
+    with capture_logs() as logs:
+        for item in EVENTS:
+            await store.append([item])
+    failed = [entry["unindexed"] for entry in logs if entry["event"] == "audit_index_fold_failed"]
+    assert failed == [2, 4, 6]  # once per index_rows records, not on every append
     assert await count(database, "SELECT count(*) FROM audit_log") == len(EVENTS)
     assert await count(database, "SELECT seq FROM audit_index_head") == 0  # no fold went through
     assert await count(database, "SELECT count(*) FROM audit_user_index") == 0  # undone as one

@@ -35,7 +35,7 @@ from collabgate.audit.chain import (
     prepare_event,
 )
 from collabgate.audit.port import AuditEvent, AuditRecord
-from collabgate.storage.sqlite import SqliteDatabase, run_in_savepoint
+from collabgate.storage.sqlite import SqliteDatabase, fold_is_due, run_in_savepoint
 
 log = structlog.get_logger(__name__)
 
@@ -228,7 +228,7 @@ def _append(
         )
     connection.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
     (indexed,) = connection.execute("SELECT seq FROM audit_index_head WHERE id = 1").fetchone()
-    if seq - indexed >= index_rows:
+    if fold_is_due(seq - indexed, len(prepared), index_rows):
         folded, error = run_in_savepoint(connection, "fold_audit_index", _fold_index)
         if not folded:
             log.error("audit_index_fold_failed", unindexed=seq - indexed, error=repr(error))

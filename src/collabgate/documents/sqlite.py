@@ -27,7 +27,7 @@ import orjson
 import structlog
 
 from collabgate.documents.port import DuplicateRevisionError, StoredDocument
-from collabgate.storage.sqlite import SqliteDatabase, run_in_savepoint
+from collabgate.storage.sqlite import SqliteDatabase, fold_is_due, run_in_savepoint
 
 log = structlog.get_logger(__name__)
 
@@ -163,18 +163,19 @@ def _append_many(
             [value for row in rows for value in row],
         )
     if accepted:
-        _fold_when_full(connection, fold_rows)
+        _fold_when_full(connection, len(accepted), fold_rows)
     return outcomes
 
 
-def _fold_when_full(connection: sqlite3.Connection, fold_rows: int) -> None:
+def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) -> None:
     """Move the staged updates into ``document_updates`` once there are ``fold_rows``.
 
     A fold that fails is undone alone and logged: the appends of the batch still commit (the
-    staging table only grows until a later fold succeeds), and nothing is lost or doubled.
+    staging table only grows until a later fold succeeds, tried once per ``fold_rows`` more),
+    and nothing is lost or doubled.
     """
     (staged,) = connection.execute("SELECT count(*) FROM document_updates_staged").fetchone()
-    if staged < fold_rows:
+    if not fold_is_due(staged, added, fold_rows):
         return
     folded, error = run_in_savepoint(connection, "fold_document_updates", _fold)
     if not folded:

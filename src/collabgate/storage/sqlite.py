@@ -130,6 +130,17 @@ def run_in_savepoint(
     return (True, result)
 
 
+def fold_is_due(waiting: int, added: int, every: int) -> bool:
+    """Whether a table fold should run now: ``added`` rows just brought the rows ``waiting`` for
+    a fold (``added`` included) to another multiple of ``every``.
+
+    Normally the first fold succeeds and ``waiting`` starts again from zero. A fold that keeps
+    failing (something outside the gateway refuses the rows) is then retried, and logged, once
+    per ``every`` new rows instead of on every commit.
+    """
+    return waiting // every > (waiting - added) // every
+
+
 def _one_write(write: _Write, connection: sqlite3.Connection) -> Any:
     """A queued write on its own; an item its bulk operation refused raises."""
     (result,) = write.operation(connection, [write.item])
