@@ -1,20 +1,25 @@
 """What one document update costs the embedded SQLite file, against the previous layout.
 
     .venv/bin/python bench/sqlite_writes.py
-    .venv/bin/python bench/sqlite_writes.py --commits 600 --per-commit 180 --resources 200 --users 2000
+    .venv/bin/python bench/sqlite_writes.py --updates 72000 --per-commit 10,20,180 --resources 200
 
 The SQLite writer thread of an embedded gateway stores every update as one document row and one
 ``DOCUMENT_UPDATED`` audit record, in group commits. This replays that write pattern without a
-gateway: ``--commits`` transactions of ``--per-commit`` updates each, from ``--users`` users
-spread over ``--resources`` documents (10 users per document, as in bench/yjs_relay at 2,000
-clients, where the writer commits about 180 updates at a time), through the stores' own bulk
-operations (``_append_many``, the audit chain's ``_append``) on a connection opened as the writer
-opens it (WAL, ``synchronous = FULL``). Variants, in alternating rounds:
+gateway: ``--updates`` updates in transactions of ``--per-commit`` updates each (one table per
+batch size), from ``--users`` users spread over ``--resources`` documents (10 users per
+document, as in bench/yjs_relay), through the stores' own bulk operations (``_append_many``, the
+audit chain's ``_append``) on a connection opened as the writer opens it (WAL, ``synchronous =
+FULL``). The writer commits whatever waits whenever it is free, so the batch size follows the
+load and the disk's fsync time: in bench/yjs_relay it committed 10-20 updates at a time at 1,000
+clients on a slow VM, about 180 at 2,000 clients on a faster one. Variants, in alternating rounds:
 
-* ``as shipped``: document updates staged in a small table and moved to ``document_updates`` in
-  bulk; audit records indexed by user and resource in bulk (documents/sqlite.py, audit/sqlite.py);
+* ``as shipped``: document updates appended to a small staging log and moved to
+  ``document_updates`` in bulk; audit records indexed by user and resource in bulk
+  (documents/sqlite.py, audit/sqlite.py);
 * ``previous layout`` (the reference): each update straight into ``document_updates`` and each
   record into ``audit_log`` with secondary indexes on user and resource, as before 2026-12-03;
+* ``staging clustered by key``: the staging table as on 2026-12-03, clustered on (resource_id,
+  revision) like ``document_updates``, so a commit's updates dirty a page each there too;
 * ``documents only`` and ``audit only``: one of the two writes per update, as shipped.
 
 It prints CPU (process time: SQLite's page work, and the WAL writes and fsyncs the kernel does
@@ -57,13 +62,23 @@ class Variant:
     audit: bool = True
     #: Every row straight into its clustered table and secondary indexes (the reference).
     previous_layout: bool = False
+    #: Documents staged in a table clustered by key, as on 2026-12-03 (the audit as shipped).
+    keyed_staging: bool = False
 
 
 VARIANTS = (
     Variant("as shipped"),
     Variant("previous layout (reference)", previous_layout=True),
+    Variant("staging clustered by key (2026-12-03)", keyed_staging=True),
     Variant("as shipped, documents only", audit=False),
     Variant("as shipped, audit only", documents=False),
+)
+
+#: The staging table of 2026-12-03: clustered by key, so a commit's rows land all over it.
+KEYED_STAGING_TABLE = (
+    "DROP TABLE document_updates_staged",
+    "CREATE TABLE document_updates_staged (resource_id TEXT NOT NULL, revision INTEGER NOT NULL,"
+    " data BLOB NOT NULL, PRIMARY KEY (resource_id, revision)) WITHOUT ROWID",
 )
 
 #: The audit indexes the previous layout kept on ``audit_log`` itself.
@@ -101,6 +116,9 @@ def open_database(path: Path, variant: Variant) -> sqlite3.Connection:
     connection.execute("BEGIN IMMEDIATE")
     for statement in documents_sqlite.SCHEMA + audit_sqlite.SCHEMA:
         connection.execute(statement)
+    if variant.keyed_staging:
+        for statement in KEYED_STAGING_TABLE:
+            connection.execute(statement)
     if variant.previous_layout:
         for statement in PREVIOUS_AUDIT_INDEXES:
             connection.execute(statement)
@@ -138,7 +156,12 @@ def store(connection: sqlite3.Connection, variant: Variant, commit: Commit) -> N
     appends, prepared = commit
     connection.execute("BEGIN IMMEDIATE")
     if variant.documents and variant.previous_layout:
-        previous_append_many(connection, appends)
+        insert_checked(connection, "document_updates", appends)
+    elif variant.documents and variant.keyed_staging:
+        insert_checked(connection, "document_updates_staged", appends)
+        (staged,) = connection.execute("SELECT count(*) FROM document_updates_staged").fetchone()
+        if staged >= documents_sqlite.FOLD_ROWS:
+            documents_sqlite._fold(connection)
     elif variant.documents:
         documents_sqlite._append_many(connection, appends)
     if variant.audit:
@@ -147,16 +170,16 @@ def store(connection: sqlite3.Connection, variant: Variant, commit: Commit) -> N
     connection.execute("COMMIT")
 
 
-def previous_append_many(
-    connection: sqlite3.Connection, appends: list[tuple[str, int, bytes]]
+def insert_checked(
+    connection: sqlite3.Connection, table: str, appends: list[tuple[str, int, bytes]]
 ) -> None:
-    """The previous ``_append_many``: the same check, the rows straight into document_updates."""
+    """An earlier ``_append_many``: the same revision check, the rows into ``table``."""
     top = documents_sqlite._highest_revisions(connection, list({r for r, _, _ in appends}))
     accepted = [item for item in appends if item[1] > top.get(item[0], 0)]
     for start in range(0, len(accepted), documents_sqlite.ROWS_PER_STATEMENT):
         rows = accepted[start : start + documents_sqlite.ROWS_PER_STATEMENT]
         connection.execute(
-            "INSERT INTO document_updates (resource_id, revision, data) VALUES "
+            f"INSERT INTO {table} (resource_id, revision, data) VALUES "
             + ", ".join(["(?, ?, ?)"] * len(rows)),
             [value for row in rows for value in row],
         )
@@ -201,33 +224,38 @@ def median(costs: list[Cost], field: Callable[[Cost], float]) -> float:
     return statistics.median(field(cost) for cost in costs)
 
 
+def print_costs(costs: dict[str, list[Cost]]) -> None:
+    print(f"  {'variant':<40}{'cpu µs/update':>16}{'wall µs/update':>16}{'disk KB/update':>16}")
+    for name, runs in costs.items():
+        print(
+            f"  {name:<40}{median(runs, lambda c: c.cpu_us):>16.1f}"
+            f"{median(runs, lambda c: c.wall_us):>16.1f}{median(runs, lambda c: c.disk_kb):>16.1f}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--commits", type=int, default=400)
-    parser.add_argument("--per-commit", type=int, default=180)
+    parser.add_argument("--updates", type=int, default=36_000, help="per variant and round")
+    parser.add_argument("--per-commit", default="20,180", help="batch sizes, one table each")
     parser.add_argument("--resources", type=int, default=200)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     args = parser.parse_args()
-    workload = Workload(args.commits, args.per_commit, args.resources, args.users)
     print(
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · SQLite {sqlite3.sqlite_version}"
     )
     print(f"command: {' '.join(sys.argv)}")
-    print(
-        f"{workload.commits} commits of {workload.per_commit} updates, {workload.users} users"
-        f" over {workload.resources} documents, {args.repeat} rounds (medians)\n"
-    )
-    costs = run_rounds(workload, max(1, args.repeat))
-    print(f"  {'variant':<30}{'cpu µs/update':>16}{'wall µs/update':>16}{'disk KB/update':>16}")
-    for name, runs in costs.items():
+    for per_commit in (int(size) for size in args.per_commit.split(",")):
+        commits = max(1, args.updates // per_commit)
+        workload = Workload(commits, per_commit, args.resources, args.users)
         print(
-            f"  {name:<30}{median(runs, lambda c: c.cpu_us):>16.1f}"
-            f"{median(runs, lambda c: c.wall_us):>16.1f}{median(runs, lambda c: c.disk_kb):>16.1f}"
+            f"\n{workload.commits} commits of {workload.per_commit} updates, {workload.users} users"
+            f" over {workload.resources} documents, {args.repeat} rounds (medians)\n"
         )
+        print_costs(run_rounds(workload, max(1, args.repeat)))
     return 0
 
 

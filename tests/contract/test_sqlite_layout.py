@@ -130,6 +130,60 @@ async def test_a_restart_folds_what_was_staged(database: SqliteDatabase) -> None
     assert (await store.load(RESOURCE)).updates == [update(r) for r in range(1, 4)]
 
 
+async def test_appends_are_staged_in_arrival_order(database: SqliteDatabase) -> None:
+    """The staging table is a log: whatever documents a commit's updates belong to, they go
+    to its end (its last page), not each to its document's place in a key order."""
+    store = SqliteDocumentStore(database, fold_rows=100)
+    await database.open()
+    arrivals = [(OTHER, 1), (RESOURCE, 1), (OTHER, 2), (RESOURCE, 2)]
+    for resource_id, revision in arrivals:
+        await store.append(resource_id, revision, update(revision))
+
+    def in_storage_order(connection: sqlite3.Connection) -> list[tuple[str, int]]:
+        rows = connection.execute(
+            "SELECT resource_id, revision FROM document_updates_staged ORDER BY rowid"
+        )
+        return [(str(resource_id), int(revision)) for resource_id, revision in rows]
+
+    assert await database.read(in_storage_order) == arrivals
+
+
+async def test_a_staging_table_keyed_as_before_is_rebuilt_as_a_log(tmp_path: Path) -> None:
+    """Files from 2026-12-03 have the staging table clustered by key: a start moves its rows
+    into document_updates and rebuilds it in arrival order."""
+    path = tmp_path / "keyed.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute(
+            "CREATE TABLE document_updates_staged (resource_id TEXT NOT NULL,"
+            " revision INTEGER NOT NULL, data BLOB NOT NULL,"
+            " PRIMARY KEY (resource_id, revision)) WITHOUT ROWID"
+        )
+        for revision in (2, 1):
+            raw.execute(
+                "INSERT INTO document_updates_staged VALUES (?, ?, ?)",
+                (RESOURCE, revision, update(revision)),
+            )
+    finally:
+        raw.close()
+
+    database = SqliteDatabase(path)
+    store = SqliteDocumentStore(database, fold_rows=100)
+    await database.open()
+    try:
+        definition = await database.read(
+            lambda connection: connection.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'document_updates_staged'"
+            ).fetchone()[0]
+        )
+        assert "WITHOUT ROWID" not in definition
+        assert await count(database, "SELECT count(*) FROM document_updates") == 2
+        await store.append(RESOURCE, 3, update(3))
+        assert (await store.load(RESOURCE)).updates == [update(r) for r in range(1, 4)]
+    finally:
+        await database.close()
+
+
 async def test_a_fold_that_fails_keeps_every_append(database: SqliteDatabase) -> None:
     """Upkeep must not cost writes: while the large table refuses rows, appends still commit
     (in the staging table) and the fold is retried once per ``fold_rows`` appends, not on every

@@ -5,15 +5,16 @@ concurrent appends from every room share one fsync, and an append returns only o
 The appends of one batch are checked and inserted together: a fixed number of statements per
 batch, not two per update (see the writer's notes on the GIL).
 
-Appends land in a small staging table first and move to ``document_updates`` in bulk. Both are
-clustered on (resource_id, revision), but a commit writes every page it dirtied to the WAL
-whole: in the large table, the updates of one commit to different documents each dirty a page of
-their own (4 KB written for a 40-byte update); in the staging table, which never holds more than
-``fold_rows`` updates, they share its few pages. Once it holds ``fold_rows`` updates, they move
-in one sorted ``INSERT … SELECT``, so each page of ``document_updates`` is written once per fold,
-not once per commit (bench/sqlite_writes.py measures the difference). Every read and check looks
-at both tables; both are written in the same transactions, so nothing is durable in one and not
-the other.
+Appends land in a small staging table first and move to ``document_updates`` in bulk. A commit
+writes every page it dirtied to the WAL whole. ``document_updates`` is clustered on (resource_id,
+revision), so the updates of one commit to different documents would each dirty a page of their
+own there (4 KB written for a 40-byte update). The staging table is a plain log in arrival order,
+so a commit's updates share its last page whatever documents they belong to. Once it holds
+``fold_rows`` updates, they move in one ``INSERT … SELECT`` sorted by key, so each page of
+``document_updates`` is written once per fold, not once per commit (bench/sqlite_writes.py
+measures the difference). Every read and check looks at both tables; the staging table has no
+index, so they scan it, which its bound (``fold_rows`` rows) keeps cheap. Both are written in
+the same transactions, so nothing is durable in one and not the other.
 """
 
 from __future__ import annotations
@@ -44,11 +45,20 @@ FOLD_ROWS = 2048
 _Append = tuple[str, int, bytes]
 T = TypeVar("T")
 
-#: Moves the staged updates into the large table; they come out in key order, as it wants them.
+#: Moves the staged updates into the large table, sorted into its key order.
 _FOLD = (
     "INSERT INTO document_updates (resource_id, revision, data)"
     " SELECT resource_id, revision, data FROM document_updates_staged"
+    " ORDER BY resource_id, revision"
 )
+
+#: The staging table: no key, so rows are stored in arrival order and every append goes to the
+#: last page. (Files from before 2026-12-04 have it clustered by key: rebuilt at every start.)
+_STAGED_TABLE = """CREATE TABLE {exists}document_updates_staged (
+        resource_id TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        data BLOB NOT NULL
+    )"""
 
 SCHEMA = (
     # Rowid table: snapshots are large blobs, which WITHOUT ROWID tables store poorly.
@@ -64,16 +74,11 @@ SCHEMA = (
         data BLOB NOT NULL,
         PRIMARY KEY (resource_id, revision)
     ) WITHOUT ROWID""",
-    # The newest updates, at most FOLD_ROWS of them; same key, so the fold is a sorted merge.
-    """CREATE TABLE IF NOT EXISTS document_updates_staged (
-        resource_id TEXT NOT NULL,
-        revision INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (resource_id, revision)
-    ) WITHOUT ROWID""",
-    # Every start begins with an empty staging table (cheap: it is small).
+    _STAGED_TABLE.format(exists="IF NOT EXISTS "),
+    # Every start moves what is staged, then rebuilds the (empty) staging table in this layout.
     _FOLD,
-    "DELETE FROM document_updates_staged",
+    "DROP TABLE document_updates_staged",
+    _STAGED_TABLE.format(exists=""),
 )
 
 
@@ -174,7 +179,11 @@ def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) 
     staging table only grows until a later fold succeeds, tried once per ``fold_rows`` more),
     and nothing is lost or doubled.
     """
-    (staged,) = connection.execute("SELECT count(*) FROM document_updates_staged").fetchone()
+    # The highest rowid, not count(*): the same while only appends and folds touch the table
+    # (a compaction's deletes leave it a little high), without reading every page.
+    (staged,) = connection.execute(
+        "SELECT coalesce(max(rowid), 0) FROM document_updates_staged"
+    ).fetchone()
     if not fold_is_due(staged, added, fold_rows):
         return
     folded, error = run_in_savepoint(connection, "fold_document_updates", _fold)
@@ -194,12 +203,17 @@ def _highest_revisions(connection: sqlite3.Connection, resource_ids: list[str]) 
     """
     top: dict[str, int] = {}
     for ids in _chunks(resource_ids):
+        wanted = ", ".join(["(?)"] * len(ids))
         (found,) = connection.execute(
-            "WITH wanted (resource_id) AS (VALUES " + ", ".join(["(?)"] * len(ids)) + ")"
+            f"WITH wanted (resource_id) AS (VALUES {wanted}),"
+            # One scan of the staging table (it has no index) for all the wanted resources.
+            " staged (resource_id, revision) AS MATERIALIZED ("
+            "  SELECT resource_id, max(revision) FROM document_updates_staged"
+            "  WHERE resource_id IN (SELECT resource_id FROM wanted) GROUP BY resource_id)"
             " SELECT json_group_object(resource_id, max("
             "  coalesce((SELECT max(revision) FROM document_updates u"
             "            WHERE u.resource_id = wanted.resource_id), 0),"
-            "  coalesce((SELECT max(revision) FROM document_updates_staged g"
+            "  coalesce((SELECT revision FROM staged g"
             "            WHERE g.resource_id = wanted.resource_id), 0),"
             "  coalesce((SELECT revision FROM document_snapshots s"
             "            WHERE s.resource_id = wanted.resource_id), 0)))"
