@@ -53,7 +53,7 @@ _FOLD = (
 )
 
 #: The staging table: no key, so rows are stored in arrival order and every append goes to the
-#: last page. (Files from before 2026-12-04 have it clustered by key: rebuilt at every start.)
+#: last page. (Files of the previous layout have it clustered by key; every start rebuilds it.)
 _STAGED_TABLE = """CREATE TABLE {exists}document_updates_staged (
         resource_id TEXT NOT NULL,
         revision INTEGER NOT NULL,
