@@ -176,13 +176,7 @@ def insert_checked(
     """An earlier ``_append_many``: the same revision check, the rows into ``table``."""
     top = documents_sqlite._highest_revisions(connection, list({r for r, _, _ in appends}))
     accepted = [item for item in appends if item[1] > top.get(item[0], 0)]
-    for start in range(0, len(accepted), documents_sqlite.ROWS_PER_STATEMENT):
-        rows = accepted[start : start + documents_sqlite.ROWS_PER_STATEMENT]
-        connection.execute(
-            f"INSERT INTO {table} (resource_id, revision, data) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(rows)),
-            [value for row in rows for value in row],
-        )
+    documents_sqlite.insert_updates(connection, table, accepted)
 
 
 def measure(variant: Variant, workload: Workload, folder: Path, seed: int) -> Cost:

@@ -25,7 +25,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-import structlog
 
 from collabgate.audit.chain import (
     GENESIS_HASH,
@@ -35,9 +34,7 @@ from collabgate.audit.chain import (
     prepare_event,
 )
 from collabgate.audit.port import AuditEvent, AuditRecord
-from collabgate.storage.sqlite import SqliteDatabase, fold_is_due, run_in_savepoint
-
-log = structlog.get_logger(__name__)
+from collabgate.storage.sqlite import SqliteDatabase, fold_when_due
 
 #: Rows per INSERT: 10 bound variables each, far below SQLite's limit (32,766).
 ROWS_PER_STATEMENT = 500
@@ -228,10 +225,16 @@ def _append(
         )
     connection.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
     (indexed,) = connection.execute("SELECT seq FROM audit_index_head WHERE id = 1").fetchone()
-    if fold_is_due(seq - indexed, len(prepared), index_rows):
-        folded, error = run_in_savepoint(connection, "fold_audit_index", _fold_index)
-        if not folded:
-            log.error("audit_index_fold_failed", unindexed=seq - indexed, error=repr(error))
+    fold_when_due(
+        connection,
+        "fold_audit_index",
+        _fold_index,
+        waiting=seq - indexed,
+        added=len(prepared),
+        every=index_rows,
+        failed_event="audit_index_fold_failed",
+        unindexed=seq - indexed,
+    )
 
 
 def _fold_index(connection: sqlite3.Connection) -> None:

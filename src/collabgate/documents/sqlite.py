@@ -25,12 +25,9 @@ from functools import partial
 from typing import TypeVar
 
 import orjson
-import structlog
 
 from collabgate.documents.port import DuplicateRevisionError, StoredDocument
-from collabgate.storage.sqlite import SqliteDatabase, fold_is_due, run_in_savepoint
-
-log = structlog.get_logger(__name__)
+from collabgate.storage.sqlite import SqliteDatabase, fold_when_due
 
 # DuplicateRevisionError now lives in the port; re-exported here for existing importers.
 __all__ = ["SCHEMA", "DuplicateRevisionError", "SqliteDocumentStore"]
@@ -161,15 +158,20 @@ def _append_many(
         top[resource_id] = revision
         accepted.append(item)
         outcomes.append(None)
-    for rows in _chunks(accepted):
-        connection.execute(
-            "INSERT INTO document_updates_staged (resource_id, revision, data) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(rows)),
-            [value for row in rows for value in row],
-        )
+    insert_updates(connection, "document_updates_staged", accepted)
     if accepted:
         _fold_when_full(connection, len(accepted), fold_rows)
     return outcomes
+
+
+def insert_updates(connection: sqlite3.Connection, table: str, rows: list[_Append]) -> None:
+    """Insert ``rows`` into ``table`` with one statement per :data:`ROWS_PER_STATEMENT`."""
+    for chunk in _chunks(rows):
+        connection.execute(
+            f"INSERT INTO {table} (resource_id, revision, data) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
 
 
 def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) -> None:
@@ -184,11 +186,16 @@ def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) 
     (staged,) = connection.execute(
         "SELECT coalesce(max(rowid), 0) FROM document_updates_staged"
     ).fetchone()
-    if not fold_is_due(staged, added, fold_rows):
-        return
-    folded, error = run_in_savepoint(connection, "fold_document_updates", _fold)
-    if not folded:
-        log.error("document_fold_failed", staged=staged, error=repr(error))
+    fold_when_due(
+        connection,
+        "fold_document_updates",
+        _fold,
+        waiting=staged,
+        added=added,
+        every=fold_rows,
+        failed_event="document_fold_failed",
+        staged=staged,
+    )
 
 
 def _fold(connection: sqlite3.Connection) -> None:

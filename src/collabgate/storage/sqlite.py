@@ -130,15 +130,31 @@ def run_in_savepoint(
     return (True, result)
 
 
-def fold_is_due(waiting: int, added: int, every: int) -> bool:
-    """Whether a table fold should run now: ``added`` rows just brought the rows ``waiting`` for
-    a fold (``added`` included) to another multiple of ``every``.
+def fold_when_due(
+    connection: sqlite3.Connection,
+    savepoint: str,
+    fold: Callable[[sqlite3.Connection], Any],
+    *,
+    waiting: int,
+    added: int,
+    every: int,
+    failed_event: str,
+    **log_fields: int,
+) -> None:
+    """Run ``fold`` (upkeep that moves rows between tables) once ``added`` rows have brought the
+    rows ``waiting`` for it (``added`` included) to another multiple of ``every``.
 
-    Normally the first fold succeeds and ``waiting`` starts again from zero. A fold that keeps
-    failing (something outside the gateway refuses the rows) is then retried, and logged, once
-    per ``every`` new rows instead of on every commit.
+    It runs in :func:`run_in_savepoint`: a fold that fails is undone alone and logged as
+    ``failed_event`` with ``log_fields``, and the writes of the transaction still commit.
+    Normally the first fold succeeds and ``waiting`` starts again from zero; one that keeps
+    failing (something outside the gateway refuses the rows) is retried, and logged, once per
+    ``every`` new rows instead of on every commit.
     """
-    return waiting // every > (waiting - added) // every
+    if waiting // every <= (waiting - added) // every:
+        return
+    folded, error = run_in_savepoint(connection, savepoint, fold)
+    if not folded:
+        log.error(failed_event, **log_fields, error=repr(error))
 
 
 def _one_write(write: _Write, connection: sqlite3.Connection) -> Any:
