@@ -1,7 +1,7 @@
 """What one document update costs the embedded SQLite file, against the previous layout.
 
     .venv/bin/python bench/sqlite_writes.py
-    .venv/bin/python bench/sqlite_writes.py --updates 72000 --per-commit 10,20,180 --resources 200
+    .venv/bin/python bench/sqlite_writes.py --updates 72000 --per-commit 4,20,180 --resources 200
 
 The SQLite writer thread of an embedded gateway stores every update as one document row and one
 ``DOCUMENT_UPDATED`` audit record, in group commits. This replays that write pattern without a
@@ -11,11 +11,15 @@ document, as in bench/yjs_relay), through the stores' own bulk operations (``_ap
 audit chain's ``_append``) on a connection opened as the writer opens it (WAL, ``synchronous =
 FULL``). The writer commits whatever waits whenever it is free, so the batch size follows the
 load and the disk's fsync time: in bench/yjs_relay it committed 10-20 updates at a time at 1,000
-clients on a slow VM, about 180 at 2,000 clients on a faster one. Variants, in alternating rounds:
+clients on a slow VM, about 180 at 2,000 clients on a faster one, and 4-8 at 1,500 clients on
+a fast machine whose fsync takes well under a millisecond. Variants, in alternating rounds:
 
 * ``as shipped``: document updates appended to a small staging log and moved to
   ``document_updates`` in bulk; audit records indexed by user and resource in bulk
-  (documents/sqlite.py, audit/sqlite.py);
+  (documents/sqlite.py, audit/sqlite.py); each resource's highest revision, which the revision
+  check needs, kept in memory by the writer;
+* ``revision check from the tables``: as shipped, but every batch reads those highest revisions
+  from the tables (a scan of the staging table), as before 2026-12-03, 18:30 UTC;
 * ``previous layout`` (the reference): each update straight into ``document_updates`` and each
   record into ``audit_log`` with secondary indexes on user and resource, as before 2026-12-03;
 * ``staging clustered by key``: the staging table as on 2026-12-03, clustered on (resource_id,
@@ -64,12 +68,16 @@ class Variant:
     previous_layout: bool = False
     #: Documents staged in a table clustered by key, as on 2026-12-03 (the audit as shipped).
     keyed_staging: bool = False
+    #: The revision check reads every batch's highest revisions from the tables, as before the
+    #: writer kept them in memory (documents/sqlite.RevisionHeads).
+    heads_from_tables: bool = False
 
 
 VARIANTS = (
     Variant("as shipped"),
     Variant("previous layout (reference)", previous_layout=True),
     Variant("staging clustered by key (2026-12-03)", keyed_staging=True),
+    Variant("revision check from the tables", heads_from_tables=True),
     Variant("as shipped, documents only", audit=False),
     Variant("as shipped, audit only", documents=False),
 )
@@ -151,7 +159,12 @@ def next_commit(workload: Workload, rng: random.Random, revisions: dict[str, int
     return appends, [prepare_event(event) for event in events]
 
 
-def store(connection: sqlite3.Connection, variant: Variant, commit: Commit) -> None:
+def store(
+    connection: sqlite3.Connection,
+    variant: Variant,
+    commit: Commit,
+    heads: documents_sqlite.RevisionHeads,
+) -> None:
     """What the writer thread does with one batch: one transaction, one fsync."""
     appends, prepared = commit
     connection.execute("BEGIN IMMEDIATE")
@@ -163,11 +176,14 @@ def store(connection: sqlite3.Connection, variant: Variant, commit: Commit) -> N
         if staged >= documents_sqlite.FOLD_ROWS:
             documents_sqlite._fold(connection)
     elif variant.documents:
-        documents_sqlite._append_many(connection, appends)
+        documents_sqlite._append_many(
+            connection, appends, heads=None if variant.heads_from_tables else heads
+        )
     if variant.audit:
         index_rows = sys.maxsize if variant.previous_layout else audit_sqlite.INDEX_ROWS
         audit_sqlite._append(prepared, connection, index_rows=index_rows)
     connection.execute("COMMIT")
+    heads.transaction_ended(committed=True)
 
 
 def insert_checked(
@@ -183,6 +199,7 @@ def measure(variant: Variant, workload: Workload, folder: Path, seed: int) -> Co
     path = folder / f"{seed}.sqlite3"
     connection = open_database(path, variant)
     rng, revisions = random.Random(seed), dict[str, int]()
+    heads = documents_sqlite.RevisionHeads()
     cpu = wall = 0.0
     disk = 0
     try:
@@ -193,7 +210,7 @@ def measure(variant: Variant, workload: Workload, folder: Path, seed: int) -> Co
                 time.monotonic(),
                 written_bytes(),
             )
-            store(connection, variant, commit)
+            store(connection, variant, commit, heads)
             cpu += time.process_time() - cpu_before
             wall += time.monotonic() - wall_before
             disk += written_bytes() - disk_before

@@ -404,14 +404,16 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
 
 
 def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
-    """Deliveries/s and p99 of collabgate against a reference; a reference that delivered
-    nothing in the window has no ratio (it is printed as such, not as a huge number)."""
+    """Deliveries/s and p99 of collabgate over a reference's (p99 below 1: ours is lower); a
+    reference that delivered nothing in the window has no ratio (it is printed as such, not as
+    a huge number)."""
     if not theirs["deliveriesPerSecond"] or theirs["p99ms"] is None:
         return "the reference delivered nothing in the window"
     rate = ours["deliveriesPerSecond"] / theirs["deliveriesPerSecond"]
     if ours["p99ms"] is None:
         return f"deliveries/s x{rate:.2f}"
-    return f"deliveries/s x{rate:.2f}, p99 {theirs['p99ms'] / max(ours['p99ms'], 1e-9):.2f}x lower"
+    p99 = ours["p99ms"] / max(theirs["p99ms"], 1e-9)
+    return f"deliveries/s x{rate:.2f}, p99 x{p99:.2f} ({'lower' if p99 < 1 else 'higher'})"
 
 
 def _range(values: list[float] | None) -> str:

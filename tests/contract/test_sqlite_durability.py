@@ -11,6 +11,7 @@ alone cannot demonstrate.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from collabgate.documents.port import StoredDocument
+from collabgate.documents import sqlite as documents_sqlite
+from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.storage.sqlite import DatabaseClosedError, SqliteDatabase
 
@@ -123,7 +125,8 @@ def count_parents(connection: sqlite3.Connection) -> int:
 async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
     """Queue ``writes`` while the writer is held, so that they are committed as one batch.
 
-    A write is a function of the connection, or ``(bulk_operation, item)`` for ``write_many``.
+    A write is a function of the connection, ``(bulk_operation, item)`` for ``write_many``, or
+    a coroutine that queues a write before it first suspends (a store's ``append``).
     """
     started, release = threading.Event(), threading.Event()
 
@@ -132,6 +135,8 @@ async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
         release.wait()
 
     def queue(write: Any) -> Awaitable[Any]:
+        if asyncio.iscoroutine(write):
+            return asyncio.ensure_future(write)
         if isinstance(write, tuple):
             return asyncio.ensure_future(database.write_many(*write))
         return asyncio.ensure_future(database.write(write))
@@ -245,6 +250,84 @@ async def test_a_raising_bulk_operation_is_retried_item_by_item(database: Sqlite
     assert [results[0], results[2]] == [None, None]
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert await database.read(parents_in_insertion_order) == [1, 2]
+
+
+# --- transaction listeners and the revisions kept in memory ----------------------------------------
+
+
+def orphan(connection: sqlite3.Connection) -> None:
+    """Violates a deferred foreign key: the batch fails at COMMIT and is rolled back."""
+    connection.execute("INSERT INTO child VALUES (1, 99)")
+
+
+async def test_listeners_learn_how_each_batch_transaction_ended(database: SqliteDatabase) -> None:
+    told: list[bool] = []
+
+    def failing_listener(committed: bool) -> None:
+        raise RuntimeError("a listener's bug must not fail a write")
+
+    database.add_transaction_listener(told.append)
+    database.add_transaction_listener(failing_listener)
+    await database.write(insert_parent(1))
+    assert told == [True]
+
+    await in_one_batch(database, insert_parent(2), orphan)
+    assert told[-2:] == [True, False]  # the held batch committed, then this one rolled back
+
+    def raising(connection: sqlite3.Connection) -> None:
+        raise ValueError("fails alone")
+
+    del told[:]
+    await in_one_batch(database, insert_parent(3), raising)
+    # The held batch; then the batch is rolled back and run again write by write, and commits.
+    assert told == [True, False, True]
+    assert await database.read(count_parents) == 2
+
+
+async def test_revisions_appended_in_a_batch_that_failed_can_be_stored_again(
+    database: SqliteDatabase,
+) -> None:
+    """The store keeps each resource's highest revision in memory: only a commit may raise it."""
+    store = SqliteDocumentStore(database)
+    await store.append("patient:1", 1, b"one")
+    results = await in_one_batch(database, store.append("patient:1", 2, b"lost"), orphan)
+    assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
+
+    await store.append("patient:1", 2, b"two")
+    assert (await store.load("patient:1")).updates == [b"one", b"two"]
+    with pytest.raises(DuplicateRevisionError):
+        await store.append("patient:1", 2, b"again")
+
+
+async def test_a_revision_another_connection_stored_is_refused(tmp_path: Path) -> None:
+    """Another process writing the same file (a second gateway started by mistake, a repair by
+    hand) makes the store read the highest revisions from the file again."""
+    path = tmp_path / "shared.sqlite3"
+    database = SqliteDatabase(path)
+    store = SqliteDocumentStore(database)
+    await database.open()
+    try:
+        await store.append("patient:1", 1, b"one")
+        with contextlib.closing(sqlite3.connect(path)) as other, other:
+            other.execute("INSERT INTO document_updates VALUES ('patient:1', 2, x'00')")
+        with pytest.raises(DuplicateRevisionError):
+            await store.append("patient:1", 2, b"two")
+        await store.append("patient:1", 3, b"three")
+        assert (await store.load("patient:1")).updates == [b"one", b"\x00", b"three"]
+    finally:
+        await database.close()
+
+
+async def test_revisions_are_checked_after_the_store_forgets_them(
+    database: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(documents_sqlite, "HEADS_KEPT", 2)
+    store = SqliteDocumentStore(database)
+    for resource in ("a", "b", "c", "d"):  # more resources than it keeps
+        await store.append(f"patient:{resource}", 1, b"one")
+    for resource in ("a", "d"):
+        with pytest.raises(DuplicateRevisionError):
+            await store.append(f"patient:{resource}", 1, b"again")
 
 
 # --- commit pacing --------------------------------------------------------------------------------

@@ -15,6 +15,13 @@ so a commit's updates share its last page whatever documents they belong to. Onc
 measures the difference). Every read and check looks at both tables; the staging table has no
 index, so they scan it, which its bound (``fold_rows`` rows) keeps cheap. Both are written in
 the same transactions, so nothing is durable in one and not the other.
+
+The revision check of an append (revisions only grow) needs the highest stored revision of the
+resource. Read from the tables, that is a scan of the staging table per batch: most of the
+writer's work for a commit of a few updates. :class:`RevisionHeads` keeps it in memory instead,
+exact because the writer thread is the only writer of its connection and learns how each
+transaction ended; a commit by any other connection to the file (``PRAGMA data_version``) makes
+it read the tables again.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ ROWS_PER_STATEMENT = 500
 
 #: Staged updates that make a batch move them into ``document_updates``.
 FOLD_ROWS = 2048
+
+#: Resources whose highest revision :class:`RevisionHeads` keeps; past it, it starts again empty.
+HEADS_KEPT = 65_536
 
 #: One queued append: resource id, revision, update.
 _Append = tuple[str, int, bytes]
@@ -91,9 +101,11 @@ class SqliteDocumentStore:
             raise ValueError(f"fold_rows must be at least 1 (got {fold_rows})")
         self._db = database
         self._closed = False
+        heads = RevisionHeads()
         # One object for every append: the writer runs consecutive writes of one operation together.
-        self._append_many = partial(_append_many, fold_rows=fold_rows)
+        self._append_many = partial(_append_many, fold_rows=fold_rows, heads=heads)
         database.add_schema(SCHEMA)
+        database.add_transaction_listener(heads.transaction_ended)
 
     async def load(self, resource_id: str) -> StoredDocument:
         self._check_open()
@@ -137,17 +149,83 @@ def _load(resource_id: str, connection: sqlite3.Connection) -> StoredDocument:
     return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
 
 
+class RevisionHeads:
+    """The highest revision stored for each resource, kept by the writer thread.
+
+    Only the writer thread uses it: :meth:`highest` and :meth:`record` from the append
+    operation, :meth:`transaction_ended` as the database's transaction listener. What a
+    transaction appended is pending until it commits, and forgotten if it rolls back. A
+    resource not known here is read from the tables, and so is every resource once another
+    connection has committed to the file, or this one is new (the database was reopened).
+    """
+
+    __slots__ = ("_committed", "_connection", "_data_version", "_pending")
+
+    def __init__(self) -> None:
+        self._committed: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
+        self._connection: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+
+    def highest(self, connection: sqlite3.Connection, resource_ids: list[str]) -> dict[str, int]:
+        """The highest revision stored (committed, or appended earlier in this transaction)."""
+        self._forget_if_stale(connection)
+        top: dict[str, int] = {}
+        unknown: list[str] = []
+        for resource_id in resource_ids:
+            revision = self._pending.get(resource_id) or self._committed.get(resource_id)
+            if revision is None:
+                unknown.append(resource_id)
+            else:
+                top[resource_id] = revision
+        if unknown:
+            # Nothing of these is pending, so the tables hold their committed revisions.
+            stored = _highest_revisions(connection, unknown)
+            for resource_id in unknown:
+                top[resource_id] = self._committed[resource_id] = stored.get(resource_id, 0)
+        return top
+
+    def record(self, accepted: list[_Append]) -> None:
+        """Note what this transaction has just inserted."""
+        pending = self._pending
+        for resource_id, revision, _ in accepted:
+            pending[resource_id] = revision
+
+    def transaction_ended(self, committed: bool) -> None:
+        if committed and self._pending:
+            self._committed.update(self._pending)
+            if len(self._committed) > HEADS_KEPT:
+                self._committed.clear()
+        self._pending.clear()
+
+    def _forget_if_stale(self, connection: sqlite3.Connection) -> None:
+        (version,) = connection.execute("PRAGMA data_version").fetchone()
+        if connection is not self._connection or version != self._data_version:
+            self._committed.clear()
+            self._connection, self._data_version = connection, version
+
+
 def _append_many(
-    connection: sqlite3.Connection, items: list[_Append], *, fold_rows: int = FOLD_ROWS
+    connection: sqlite3.Connection,
+    items: list[_Append],
+    *,
+    fold_rows: int = FOLD_ROWS,
+    heads: RevisionHeads | None = None,
 ) -> Sequence[DuplicateRevisionError | None]:
     """Insert, never overwrite; revisions only grow: one at or below a stored one is refused
     (it could slip under a compaction that loaded before it and be deleted unseen).
 
-    The batch is checked against the highest stored revision of each of its resources, read
-    once, and against the appends before it in the batch; the accepted ones are staged with
-    one statement per :data:`ROWS_PER_STATEMENT`, then folded once ``fold_rows`` are staged.
+    The batch is checked against the highest stored revision of each of its resources (from
+    ``heads``, or read from the tables without it) and against the appends before it in the
+    batch; the accepted ones are staged with one statement per :data:`ROWS_PER_STATEMENT`, then
+    folded once ``fold_rows`` are staged.
     """
-    top = _highest_revisions(connection, list({resource_id for resource_id, _, _ in items}))
+    resource_ids = list({resource_id for resource_id, _, _ in items})
+    top = (
+        heads.highest(connection, resource_ids)
+        if heads is not None
+        else _highest_revisions(connection, resource_ids)
+    )
     accepted: list[_Append] = []
     outcomes: list[DuplicateRevisionError | None] = []
     for item in items:
@@ -160,6 +238,8 @@ def _append_many(
         outcomes.append(None)
     insert_updates(connection, "document_updates_staged", accepted)
     if accepted:
+        if heads is not None:
+            heads.record(accepted)
         _fold_when_full(connection, len(accepted), fold_rows)
     return outcomes
 

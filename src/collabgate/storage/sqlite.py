@@ -64,6 +64,10 @@ R = TypeVar("R")
 #: its own savepoint).
 BulkOperation = Callable[[sqlite3.Connection, list[P]], Sequence[R | Exception]]
 
+#: Told on the writer thread how each batch transaction ended: True once it committed, False
+#: once it was rolled back. Lets an adapter keep, in memory, what its writes made durable.
+TransactionListener = Callable[[bool], None]
+
 log = structlog.get_logger(__name__)
 
 _State = Literal["new", "open", "closing", "closed"]
@@ -245,6 +249,7 @@ class _WriterThread(threading.Thread):
         self._batch_started = -math.inf
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.schemas: list[tuple[str, ...]] = []
+        self.listeners: list[TransactionListener] = []
         self.commits = 0
         #: Writes that committed (a write that failed alone inside a committed batch is not one).
         self.writes = 0
@@ -367,6 +372,7 @@ class _WriterThread(threading.Thread):
                 raise RuntimeError(f"{operation!r} returned {len(results)} outcomes for {len(run)}")
             outcomes.extend(_outcome(result) for result in results)
         connection.execute("COMMIT")
+        self._transaction_ended(committed=True)
         return outcomes
 
     def _isolated_transaction(self, batch: list[_Write]) -> list[_Outcome]:
@@ -374,6 +380,7 @@ class _WriterThread(threading.Thread):
         connection.execute("BEGIN IMMEDIATE")
         outcomes = [self._run_one(connection, write) for write in batch]
         connection.execute("COMMIT")
+        self._transaction_ended(committed=True)
         return outcomes
 
     @staticmethod
@@ -391,6 +398,15 @@ class _WriterThread(threading.Thread):
                 connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
             log.error("sqlite_rollback_failed", error=repr(exc))
+        self._transaction_ended(committed=False)
+
+    def _transaction_ended(self, *, committed: bool) -> None:
+        """Tell the listeners; one that fails is logged, never taken for a failed commit."""
+        for listener in self.listeners:
+            try:
+                listener(committed)
+            except Exception as exc:
+                log.error("sqlite_listener_failed", listener=repr(listener), error=repr(exc))
 
     def _settle(self, batch: list[_Write], outcomes: list[_Outcome]) -> None:
         """Resolve the futures with one wake-up per event loop, not one per write."""
@@ -439,6 +455,7 @@ class SqliteDatabase:
         self._commit_interval = commit_interval
         self._busy_timeout_ms = busy_timeout_ms
         self._schemas: list[tuple[str, ...]] = []
+        self._listeners: list[TransactionListener] = []
         self._state: _State = "new"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: _WriterThread | None = None
@@ -493,6 +510,18 @@ class SqliteDatabase:
             future = self._enqueue(_call_each, partial(_apply_ddl, schema), self._loop)
             future.add_done_callback(_log_schema_failure)
 
+    def add_transaction_listener(self, listener: TransactionListener) -> None:
+        """Call ``listener(committed)`` on the writer thread whenever a batch transaction ends.
+
+        The writer calls it after every COMMIT (True) and every ROLLBACK of a batch (False; a
+        batch that is retried write by write is rolled back first), and never lets it fail a
+        write: it must be quick and must not raise. Registered while open, it is told from the
+        next transaction on.
+        """
+        self._listeners.append(listener)
+        if self._writer is not None:
+            self._writer.listeners.append(listener)
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -506,6 +535,7 @@ class SqliteDatabase:
             self._path, self._max_batch, self._busy_timeout_ms, self._commit_interval
         )
         writer.schemas = list(self._schemas)
+        writer.listeners = list(self._listeners)
         writer.start()
         try:
             await asyncio.wrap_future(writer.ready)
