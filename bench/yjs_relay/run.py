@@ -34,6 +34,8 @@ measured window, so none counts the connection phase. A run with more steal than
 ``--max-steal-percent`` (5 by default; 0 keeps every run) measured the hypervisor's other guests
 more than the server: it is run again, up to ``--steal-retries`` times, and the ``rerun`` column
 counts the runs thrown away. A run still over the limit after that is kept and shows its steal.
+``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
+settings to the same rounds (``collabgate+paced``): an A/B of a setting against the references.
 Not a test: it prints figures.
 """
 
@@ -65,6 +67,19 @@ sys.path.insert(0, str(ROOT))
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
 SERVERS = ("collabgate", "y-websocket", "y-websocket-leveldb", "pycrdt-websocket")
+
+#: Gateways with settings of their own (``--gateway-variant``), run in the same rounds as
+#: ``collabgate`` under the name ``collabgate+<label>``: environment overrides by name.
+GATEWAY_VARIANTS: dict[str, dict[str, str]] = {}
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``label:NAME=VALUE[,NAME=VALUE…]`` → (``collabgate+label``, the environment overrides)."""
+    label, _, assignments = text.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if "=" in pair)
+    if not label or not env:
+        raise argparse.ArgumentTypeError(f"expected label:NAME=VALUE[,NAME=VALUE], got {text!r}")
+    return f"collabgate+{label}", env
 
 
 @dataclass(frozen=True)
@@ -116,10 +131,11 @@ def serve(
     The gateway's warnings and errors (a long garbage-collector pause, a failed commit) are
     added to ``warnings`` when it stops, so a latency spike can be told from its cause."""
     rooms = [f"bench:{name}-{step.clients}-{r}" for r in range(step.clients // step.room_size)]
-    if name == "collabgate":
+    if name == "collabgate" or name in GATEWAY_VARIANTS:
         gateway = GatewayProcess(
             data_dir,
             env={
+                **GATEWAY_VARIANTS.get(name, {}),
                 "COLLABGATE_ROOM_MAX_USERS": str(step.room_size),
                 "COLLABGATE_MAX_CONNECTIONS": str(step.clients + 100),
             },
@@ -382,7 +398,7 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         f"{'idle %':>7}{'runq %':>7}{'load1':>7}{'steal %':>8}{'rerun':>6}"
         + ("   p99 range ms" if any("p99msRange" in r for r in results.values()) else "")
     )
-    present = [name for name in SERVERS if name in results]
+    present = [name for name in (*SERVERS[:1], *GATEWAY_VARIANTS, *SERVERS[1:]) if name in results]
     for name in present:
         r = results[name]
         print(
@@ -444,7 +460,17 @@ def main() -> int:
         help="run again a run whose window lost more of the CPU time to the hypervisor (0: never)",
     )
     parser.add_argument("--steal-retries", type=int, default=2, help="re-runs allowed per run")
+    parser.add_argument(
+        "--gateway-variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
+        help="also run a gateway with these environment settings, in the same rounds, as"
+        " collabgate+LABEL (e.g. paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5)",
+    )
     args = parser.parse_args()
+    GATEWAY_VARIANTS.update(args.gateway_variant)
     missing = [
         p for p in (HERE / "node_modules/y-websocket", HERE / ".venv/bin/python") if not p.exists()
     ]
@@ -454,6 +480,7 @@ def main() -> int:
         )
         return 2
     servers = [s for s in args.servers.split(",") if s]
+    servers[1:1] = list(GATEWAY_VARIANTS)
     print(f"machine: {describe_machine()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"command: {' '.join(sys.argv)}")
