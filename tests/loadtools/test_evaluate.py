@@ -156,6 +156,19 @@ def test_recovery_after_the_spike() -> None:
     assert not by_name(e)["P99 update → Y_UPDATE_ACK back under 200 ms after the spike"].passed
 
 
+def test_a_scaled_down_spike_gets_two_periods_to_recover() -> None:
+    """At 5 % scale the spike ends at t = 3.5 s, inside the first 10-s period: the period after
+    it may still be slow (the next boundary falls 6.5 s later, wherever the spike ended), the
+    one after that may not."""
+    plan = scenarios.scaled(scenarios.load("spike"), scale=0.05)
+    label = "P99 update → Y_UPDATE_ACK back under 200 ms after the spike"
+    second_period = evaluate.evaluate(plan, artillery([400, 400, 10, 10]), samples([50] * 4), RUN)
+    assert by_name(second_period)[label].passed
+    assert by_name(second_period)[label].measured.startswith("16 s after the spike")
+    third_period = evaluate.evaluate(plan, artillery([400, 400, 400, 10]), samples([50] * 4), RUN)
+    assert not by_name(third_period)[label].passed
+
+
 def test_memory_slope_over_the_second_half_of_the_sustained_part() -> None:
     plan = scenarios.scaled(scenarios.load("soak"), duration=1800)  # sustained t = 60 to 1860 s
     n = 200
