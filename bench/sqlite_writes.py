@@ -19,7 +19,7 @@ a fast machine whose fsync takes well under a millisecond. Variants, in alternat
   (documents/sqlite.py, audit/sqlite.py); each resource's highest revision, which the revision
   check needs, kept in memory by the writer;
 * ``revision check from the tables``: as shipped, but every batch reads those highest revisions
-  from the tables (a scan of the staging table), as before 2026-12-03, 18:30 UTC;
+  from the tables (a scan of the staging table), as before 2026-12-03, 18:15 UTC;
 * ``previous layout`` (the reference): each update straight into ``document_updates`` and each
   record into ``audit_log`` with secondary indexes on user and resource, as before 2026-12-03;
 * ``staging clustered by key``: the staging table as on 2026-12-03, clustered on (resource_id,
