@@ -57,8 +57,16 @@ async def test_silent_socket_is_closed_with_timeout(strict_gateway: GatewayProce
 
 @pytest.fixture(scope="module")
 def small_queue_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A small send queue, and a rate limit the talker below never reaches: loopback socket
+    buffers can take megabytes before the queue fills, and a rate-limited talker is another
+    test (the one above)."""
     process = GatewayProcess(
-        tmp_path_factory.mktemp("small-queue"), env={"COLLABGATE_SEND_QUEUE_MAX_BYTES": "65536"}
+        tmp_path_factory.mktemp("small-queue"),
+        env={
+            "COLLABGATE_SEND_QUEUE_MAX_BYTES": "65536",
+            "COLLABGATE_RATE_LIMIT_PER_SECOND": "100000",
+            "COLLABGATE_RATE_LIMIT_BURST": "100000",
+        },
     ).start()
     yield process
     process.terminate()
@@ -82,12 +90,14 @@ async def test_slow_reader_is_disconnected_not_buffered(
     while not gateway.logs_containing("slow_consumer_disconnected") and sent < 5000:
         await talker.awareness(resource, state)
         sent += 1
-        if sent % 50 == 0:
-            await talker.heartbeat()  # paces the talker under its rate limit via a round trip
+        if sent % 50 == 0:  # a round trip now and then keeps the talker from running ahead
+            async with asyncio.timeout(10):
+                await talker.heartbeat()
     await talker.close()
     assert gateway.logs_containing("slow_consumer_disconnected"), f"not dropped after {sent} frames"
     with pytest.raises(websockets.ConnectionClosed):
-        await read_until_closed(slow)
+        async with asyncio.timeout(30):
+            await read_until_closed(slow)
     await slow.close()
 
 

@@ -333,6 +333,20 @@ async def test_rate_limit() -> None:
     assert replies[3][0]["code"] == "WS_5003"
 
 
+async def test_a_rate_limited_request_gets_its_ref_back() -> None:
+    """A client waiting for the reply to a request must get the refusal, not wait forever."""
+    h = Harness(rate_limit_per_second=0.001, rate_limit_burst=1)
+    alice = await h.connect("alice")
+    await h.send(alice, type="HEARTBEAT")
+    (refused,) = await h.send(alice, type="HEARTBEAT", ref="hb-2")
+    assert (refused["code"], refused.get("ref")) == ("WS_5003", "hb-2")
+    for unreadable in (b"not json", b'["HEARTBEAT"]', b'{"type": "HEARTBEAT", "ref": 7}'):
+        await h.gateway.receive(alice, unreadable)
+        (refused,) = read(alice)
+        assert refused["code"] == "WS_5003"
+        assert "ref" not in refused
+
+
 async def test_room_full() -> None:
     h = Harness(room_max_users=1)
     alice, alice_tab, bob = (

@@ -135,6 +135,21 @@ def parse_request(frame: str | bytes, max_bytes: int) -> Request:
         raise
 
 
+def ref_of(frame: str | bytes, max_bytes: int) -> str | None:
+    """The frame's ``ref`` when it is a readable JSON object with a valid one, otherwise None.
+
+    Never raises: for errors found before a frame is parsed (the rate limit), so that the
+    client can still match the ERROR to the request it sent.
+    """
+    if len(frame) > max_bytes:
+        return None
+    try:
+        data = orjson.loads(frame)
+        return _ref(data) if isinstance(data, dict) else None
+    except (orjson.JSONDecodeError, GatewayError):
+        return None
+
+
 def _ref(data: dict[str, Any]) -> str | None:
     ref = data.get("ref")
     if ref is None:

@@ -59,6 +59,7 @@ from collabgate.protocol.inbound import (
     Sync,
     YUpdate,
     parse_request,
+    ref_of,
 )
 from collabgate.protocol.resource_ids import resource_type_of, validate_resource_id
 from collabgate.session.connection import Connection, TokenBucket
@@ -359,7 +360,8 @@ class Gateway:
         try:
             if not connection.rate.take(connection.last_seen):
                 raise RateLimitExceeded(
-                    f"more than {self.settings.rate_limit_per_second:g} messages per second"
+                    f"more than {self.settings.rate_limit_per_second:g} messages per second",
+                    ref=ref_of(frame, self.settings.max_frame_bytes),
                 )
             request = parse_request(frame, self.settings.max_frame_bytes)
             kind = _TYPE_NAMES[type(request)]
