@@ -56,7 +56,16 @@ test('two users type in two windows, see one text and each other', { timeout: 60
     for (const { page } of [alice, bob]) {
       await page.waitForFunction(
         (wanted) => wanted.every((phrase) => document.getElementById('editor').value.includes(phrase)),
-        phrases, { timeout: TIMEOUT })
+        phrases, { timeout: TIMEOUT }
+      ).catch(async (error) => {
+        // Name what each window shows, so that a failure says how the copies differ.
+        const shown = await Promise.all([alice, bob].map(async (w) => JSON.stringify({
+          editor: await editorValue(w.page),
+          yjs: await w.page.locator('#yjs-status').textContent(),
+          ws: await w.page.locator('#ws-status').textContent()
+        })))
+        throw new Error(`${error.message}\nalice: ${shown[0]}\nbob: ${shown[1]}`)
+      })
     }
     const text = await editorValue(alice.page)
     assert.equal(await editorValue(bob.page), text)

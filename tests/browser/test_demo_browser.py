@@ -43,6 +43,7 @@ def test_two_users_in_two_browser_windows(tmp_path: Path) -> None:
         )
     finally:
         gateway.terminate()
-    assert result.returncode == 0, result.stdout + result.stderr
+    gateway_log = "\n".join(gateway.lines[-60:])
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n--- gateway ---\n{gateway_log}"
     assert (OUTPUT / "demo-alice.png").stat().st_size > 0
     assert (OUTPUT / "demo-bob.png").stat().st_size > 0
