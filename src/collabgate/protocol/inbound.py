@@ -119,14 +119,7 @@ def parse_request(frame: str | bytes, max_bytes: int) -> Request:
     Raises the protocol error naming the problem; the error carries the frame's ``ref`` when the
     frame was readable far enough to have one.
     """
-    if len(frame) > max_bytes:
-        raise MessageTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
-    try:
-        data = orjson.loads(frame)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(f"frame is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidPayload("frame must be a JSON object")
+    data = _json_object(frame, max_bytes)
     ref = _ref(data)
     try:
         return _parse_fields(data, ref)
@@ -141,13 +134,22 @@ def ref_of(frame: str | bytes, max_bytes: int) -> str | None:
     Never raises: for errors found before a frame is parsed (the rate limit), so that the
     client can still match the ERROR to the request it sent.
     """
-    if len(frame) > max_bytes:
+    try:
+        return _ref(_json_object(frame, max_bytes))
+    except GatewayError:
         return None
+
+
+def _json_object(frame: str | bytes, max_bytes: int) -> dict[str, Any]:
+    if len(frame) > max_bytes:
+        raise MessageTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
     try:
         data = orjson.loads(frame)
-        return _ref(data) if isinstance(data, dict) else None
-    except (orjson.JSONDecodeError, GatewayError):
-        return None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(f"frame is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidPayload("frame must be a JSON object")
+    return data
 
 
 def _ref(data: dict[str, Any]) -> str | None:
