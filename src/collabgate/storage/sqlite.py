@@ -341,6 +341,7 @@ class _WriterThread(threading.Thread):
             log.error("sqlite_batch_failed", writes=len(batch), error=repr(exc))
             outcomes = [(False, exc)] * len(batch)
         else:
+            self._transaction_ended(committed=True)
             self.commits += 1
             self.writes += sum(1 for ok, _ in outcomes if ok)
             self.healthy = True
@@ -372,7 +373,6 @@ class _WriterThread(threading.Thread):
                 raise RuntimeError(f"{operation!r} returned {len(results)} outcomes for {len(run)}")
             outcomes.extend(_outcome(result) for result in results)
         connection.execute("COMMIT")
-        self._transaction_ended(committed=True)
         return outcomes
 
     def _isolated_transaction(self, batch: list[_Write]) -> list[_Outcome]:
@@ -380,7 +380,6 @@ class _WriterThread(threading.Thread):
         connection.execute("BEGIN IMMEDIATE")
         outcomes = [self._run_one(connection, write) for write in batch]
         connection.execute("COMMIT")
-        self._transaction_ended(committed=True)
         return outcomes
 
     @staticmethod
