@@ -16,7 +16,6 @@ is absent and the endpoints use plain ASGI sends.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
 from websockets.http11 import Request
 
+from collabgate.ops.event_loop import LoopQueue, running_loop
 from collabgate.session.outbox import Frame, Outbox
 
 #: The ASGI scope extension under which a socket offers :class:`WireProtocol`.
@@ -56,6 +56,11 @@ def serialise(frame: Frame, done: SerialisedFrames) -> bytes:
 
 class WireProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, plus :meth:`write_frames` for the endpoints."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The app waits on this queue for every message: without a getpid() per wait.
+        self.queue = LoopQueue()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -171,8 +176,7 @@ class Flusher:
         self._serialised: SerialisedFrames = {}
 
     def attach(self, outbox: Outbox, wire: WireProtocol) -> None:
-        # Looked up once: asyncio.get_running_loop() costs a getpid() system call on 3.11.
-        call_soon = asyncio.get_running_loop().call_soon
+        call_soon = running_loop().call_soon
         dirty, flush, entry = self._dirty, self.flush, (outbox, wire)
         serialised = self._serialised
 

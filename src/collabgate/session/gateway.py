@@ -44,6 +44,7 @@ from collabgate.errors import (
     ServiceUnavailable,
 )
 from collabgate.locks.port import WHOLE_RESOURCE, Denied, Lock, LockStore
+from collabgate.ops.event_loop import settled
 from collabgate.ops.metrics import Metrics
 from collabgate.presence.port import Member, PresenceStore
 from collabgate.protocol import outbound, yjs
@@ -790,7 +791,7 @@ class Gateway:
             return
         previous = connection.storing
         if previous is not None and not previous.done():
-            await asyncio.wait([previous])
+            await settled(previous)
         stored = await self._apply_update(connection, connection.resource_id, message.update)
         connection.storing = stored
         stored.add_done_callback(lambda future: self._stored_from_yjs(connection, future))

@@ -52,6 +52,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import structlog
 
+from collabgate.ops.event_loop import running_loop
 from collabgate.storage.batching import consecutive_runs
 
 T = TypeVar("T")
@@ -578,7 +579,7 @@ class SqliteDatabase:
         The write is queued synchronously, before this coroutine first suspends, so writes are
         committed in the order their coroutines started.
         """
-        future = self._enqueue(_call_each, operation, asyncio.get_running_loop())
+        future = self._enqueue(_call_each, operation, running_loop())
         return cast(T, await future)
 
     async def write_many(self, operation: BulkOperation[P, R], item: P) -> R:
@@ -587,7 +588,7 @@ class SqliteDatabase:
         ``operation`` must be the same object for writes to be grouped. Like :meth:`write`, it
         returns once the transaction holding the item is committed.
         """
-        future = self._enqueue(operation, item, asyncio.get_running_loop())
+        future = self._enqueue(operation, item, running_loop())
         return cast(R, await future)
 
     async def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:

@@ -1,0 +1,75 @@
+"""ops/event_loop.py: the running loop without a getpid() per lookup, and settled()."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from collabgate.ops.event_loop import LoopQueue, running_loop, settled
+
+
+def test_running_loop_is_the_loop_of_each_run_in_turn() -> None:
+    async def found() -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]:
+        return running_loop(), asyncio.get_running_loop()
+
+    first = asyncio.run(found())
+    second = asyncio.run(found())
+    assert first[0] is first[1]
+    assert second[0] is second[1]  # not the first run's loop, which the cache held
+    assert first[1] is not second[1]
+
+
+def test_running_loop_outside_a_loop_raises() -> None:
+    asyncio.run(asyncio.sleep(0))  # leaves a stopped loop in the cache
+    with pytest.raises(RuntimeError):
+        running_loop()
+
+
+async def test_a_loop_queue_hands_items_to_a_waiting_getter() -> None:
+    queue = LoopQueue()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    queue.put_nowait("frame")
+    assert await getter == "frame"
+
+
+def test_a_loop_queue_refuses_a_second_loop() -> None:
+    queue = LoopQueue()
+
+    async def wait_for_an_item() -> None:
+        await asyncio.wait_for(queue.get(), timeout=0.01)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(wait_for_an_item())
+    with pytest.raises(RuntimeError, match="different event loop"):
+        asyncio.run(wait_for_an_item())
+
+
+async def test_settled_waits_for_the_future_and_swallows_its_failure() -> None:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.ensure_future(settled(future))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    future.set_exception(ValueError("store failed"))
+    await waiting  # returns; the failure is the future's owner's to handle
+    assert isinstance(future.exception(), ValueError)
+
+
+async def test_a_cancelled_waiter_leaves_the_future_running() -> None:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.ensure_future(settled(future))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not future.cancelled()
+    future.set_result(1)
+    assert future.result() == 1
+
+
+async def test_settled_returns_at_once_for_a_done_future() -> None:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await settled(future)
