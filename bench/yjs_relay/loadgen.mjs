@@ -128,10 +128,20 @@ for (const group of [firsts, others]) {
 }
 const connected = clients.filter((client) => client.synced)
 const interval = 1000 / rate
-const timers = connected.map((client) => setTimeout(() => {
-  client.send()
-  client.timer = setInterval(() => client.send(), interval)
-}, Math.random() * interval))
+// Each client sends at fixed times: a random phase, then every interval from it, whenever the
+// previous send actually ran. setInterval re-arms from when its callback ran, so one stall (of
+// the server's CPU share, of this process) used to put every client it delayed in the same
+// phase for good: the offered load came in bursts of twice the rate every interval from then on,
+// and the run measured its own history more than the server. Sends a stall delayed go out
+// together once, then each client is back on its phase.
+const sendOnSchedule = (client, at) => {
+  client.timer = setTimeout(() => {
+    client.send()
+    sendOnSchedule(client, at + interval)
+  }, Math.max(0, at - performance.now()))
+}
+const begin = performance.now()
+for (const client of connected) sendOnSchedule(client, begin + Math.random() * interval)
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 await sleep(warmupSeconds * 1000)
@@ -142,8 +152,7 @@ console.log('window start') // run.py samples the server's CPU and the steal tim
 await sleep(seconds * 1000)
 measuring = false
 console.log('window end')
-for (const timer of timers) clearTimeout(timer)
-for (const client of connected) clearInterval(client.timer)
+for (const client of connected) clearTimeout(client.timer)
 await sleep(drainSeconds * 1000)
 stopping = true
 for (const client of clients) client.ws.terminate()
