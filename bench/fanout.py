@@ -110,7 +110,11 @@ async def run_worker(
         client = editor.client
         if client is None:
             return
-        await asyncio.sleep(random.random())
+        # Each editor sends once a second at its own phase: the next send is due a second after
+        # the previous one was due, not after it ran, or a stall would put every editor it
+        # delayed in the same phase for the rest of the run (bursts instead of a steady rate).
+        due = time.perf_counter() + random.random()
+        await asyncio.sleep(due - time.perf_counter())
         next_lock = time.perf_counter() + random.random() * lock_every
         while time.perf_counter() < stop_at:
             update = editor.next_update()
@@ -126,7 +130,8 @@ async def run_worker(
                     await measure_lock(client, editor)
             except Exception:
                 result.errors += 1
-            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+            due += 1.0
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
     async def measure_lock(client: CollabClient, editor: Editor) -> None:
         started = time.perf_counter()
