@@ -44,7 +44,7 @@ from collabgate.errors import (
     ServiceUnavailable,
 )
 from collabgate.locks.port import WHOLE_RESOURCE, Denied, Lock, LockStore
-from collabgate.ops.event_loop import settled
+from collabgate.ops.event_loop import running_loop, settled
 from collabgate.ops.metrics import Metrics
 from collabgate.presence.port import Member, PresenceStore
 from collabgate.protocol import outbound, yjs
@@ -135,7 +135,6 @@ class Gateway:
         #: A /yjs peer silent this long gets a query-awareness, whose answer shows it is alive.
         self.yjs_probe_after_seconds = min(10.0, settings.heartbeat_timeout_seconds / 4)
         self._release_timers: dict[str, asyncio.TimerHandle] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Updates on their way to the store; shutdown waits for them.
         self._storing: set[asyncio.Task[int]] = set()
@@ -585,7 +584,7 @@ class Gateway:
         revision = self.documents.apply(document, update)
         # Queued for storage before anything can yield, so updates reach the store in revision
         # order; another instance may still have taken that revision: it is stored under the next.
-        stored = self._event_loop().create_task(self._store(connection, document, revision, update))
+        stored = running_loop().create_task(self._store(connection, document, revision, update))
         self._storing.add(stored)
         stored.add_done_callback(self._storing.discard)
         # The JSON form is built only for a reader: a /ws peer here or another instance.
@@ -925,7 +924,7 @@ class Gateway:
         pending = self._yjs_pending.get(resource_id)
         if pending is None:
             self._yjs_pending[resource_id] = [(update, sender)]
-            self._event_loop().call_soon(self._flush_yjs_room, resource_id)
+            running_loop().call_soon(self._flush_yjs_room, resource_id)
         else:
             pending.append((update, sender))
 
@@ -1135,12 +1134,6 @@ class Gateway:
                 )
             except Exception:
                 log.exception("periodic_job_failed", job=getattr(job, "__name__", "job"))
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, looked up once: on Python 3.11 each lookup is a getpid() call."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
