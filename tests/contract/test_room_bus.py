@@ -457,9 +457,14 @@ async def test_outage_fails_publish_fast_then_heals_without_losing_queued_events
 async def test_confirmed_publishes_survive_connection_churn(
     proxy: FlakyProxy, rabbit_cluster: BusCluster
 ) -> None:
-    """While connections keep dropping: only ConnectionError, and every confirmed event arrives."""
-    a, _ = await rabbit_cluster.instance("instance-a", url=proxy.url, confirm=True)
-    _, b_seen = await rabbit_cluster.instance("instance-b")
+    """While connections keep dropping: only ConnectionError, and every confirmed event arrives.
+
+    A consumes too (its own events come back to it, and are acked) so drops also land on acks
+    in flight: one once failed with aiormq's reason-less bare ``Exception`` and ended A's
+    consumer for good, which only the fence from B at the end shows.
+    """
+    a, a_seen = await rabbit_cluster.instance("instance-a", url=proxy.url, confirm=True)
+    b, b_seen = await rabbit_cluster.instance("instance-b")
     confirmed: list[str] = []
     unexpected: list[BaseException] = []
     stop = asyncio.Event()
@@ -492,8 +497,37 @@ async def test_confirmed_publishes_survive_connection_churn(
     await eventually(lambda: rabbit(a).healthy, "A to heal")
     await a.publish(event("instance-a", "fence"))
     await b_seen.wait_for("fence")
+    await b.publish(event("instance-b", "fence"))
+    await a_seen.wait_for("fence")
     assert unexpected == []
     assert set(confirmed) <= set(b_seen.frames()), "a confirmed publish was lost"
+
+
+@dataclass
+class AckFailsWithoutAReason:
+    """A delivery of A's own whose ack fails as aiormq fails one in flight on a channel that
+    closes without a reason: with a bare ``Exception``. That happened once in CI, in the middle
+    of connection churn; the race cannot be set up on demand, so this stands in for the
+    delivery. It is A's own, so the worker skips it unread and goes straight to the ack."""
+
+    app_id: str
+    body: bytes = b""
+
+    async def ack(self, multiple: bool = False) -> None:
+        raise Exception  # exactly what aiormq raises
+
+
+async def test_consumption_continues_after_an_ack_fails_without_a_reason(
+    rabbit_cluster: BusCluster,
+) -> None:
+    a, a_seen = await rabbit_cluster.instance("instance-a")
+    b, _ = await rabbit_cluster.instance("instance-b")
+    await b.publish(event("instance-b", "before"))
+    await a_seen.wait_for("before")
+
+    await rabbit(a)._on_message(AckFailsWithoutAReason(rabbit(a)._sender))  # type: ignore[arg-type]
+    await b.publish(event("instance-b", "after"))
+    await a_seen.wait_for("after")  # the worker lived through the failed ack
 
 
 async def test_stalled_broker_fails_publish_within_the_publish_timeout(

@@ -106,6 +106,8 @@ _PUBLISH_FAILURES: Final = (
     OSError,
     TimeoutError,
 )
+#: What acks and shutdown steps can also fail with: aio-pika's "connection closed" errors.
+_SHUTDOWN_FAILURES: Final = (*_PUBLISH_FAILURES, RuntimeError)
 #: What connecting or declaring can fail with at start-up.
 _STARTUP_FAILURES: Final = (aiormq.exceptions.AMQPError, OSError, TimeoutError, ValueError)
 _AUTHENTICATION_FAILURES: Final = (
@@ -279,7 +281,9 @@ class RabbitMqBus:
         try:
             async with asyncio.timeout(self._publish_timeout):
                 await exchange.publish(message, routing_key=key, mandatory=False)
-        except _PUBLISH_FAILURES as exc:
+        except Exception as exc:
+            if not _is_broker_failure(exc, _PUBLISH_FAILURES):
+                raise
             self._publish_failed()
             raise ConnectionError(f"rabbitmq unavailable during publish: {_describe(exc)}") from exc
         if self._published_ok is not None:
@@ -492,24 +496,40 @@ class RabbitMqBus:
         self._publisher = self._consumer = None
 
     async def _bounded(self, step: str, call: Callable[[], Awaitable[object]]) -> None:
-        """Run one shutdown step, giving up after ``publish_timeout`` and never raising."""
+        """Run one shutdown step, giving up after ``publish_timeout``; a broker failure is logged."""
         try:
             async with asyncio.timeout(self._publish_timeout):
                 await call()
-        except (*_PUBLISH_FAILURES, RuntimeError) as exc:
+        except Exception as exc:
+            if not _is_broker_failure(exc, _SHUTDOWN_FAILURES):
+                raise
             log.warning("bus_close_step_failed", step=step, error=_describe(exc))
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:
-    """Ack ``message`` and every earlier delivery on its channel.
+    """Ack ``message`` and every earlier delivery on its channel; never raises.
 
-    If the channel is gone the broker has requeued them already: they come again on the new
-    channel, a duplicate the bus tolerates.
+    An ack is best effort: if it fails, the broker requeues the deliveries when their channel
+    goes and they come again on the new one, a duplicate the bus tolerates. Whatever it fails
+    with must not escape, because it would end the one worker and every later delivery.
     """
     try:
         await message.ack(multiple=True)
-    except (*_PUBLISH_FAILURES, RuntimeError) as exc:
-        log.debug("bus_ack_failed", error=_describe(exc))
+    except Exception as exc:
+        if _is_broker_failure(exc, _SHUTDOWN_FAILURES):
+            log.debug("bus_ack_failed", error=_describe(exc))
+        else:
+            log.warning("bus_ack_failed", error=_describe(exc))
+
+
+def _is_broker_failure(exc: Exception, expected: tuple[type[Exception], ...]) -> bool:
+    """Whether ``exc`` is the broker, the connection or the channel going away.
+
+    Besides the ``expected`` types that means a bare :class:`Exception`: aiormq fails a
+    closing channel's pending futures with one when the close has no reason (seen in CI: an
+    ack in flight when a connection reset).
+    """
+    return isinstance(exc, expected) or type(exc) is Exception
 
 
 def instance_queue_name(exchange: str, instance_id: str) -> str:
