@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         le=1000,
         description="Under load, SQLite commits at most this often: less CPU, later ACKs (0: off).",
     )
+    sqlite_writer_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Niceness of the SQLite writer thread (Linux): the event loop wins a busy CPU.",
+    )
     compaction_threshold: int = Field(
         500, ge=1, description="Stored updates that trigger a compacted snapshot."
     )

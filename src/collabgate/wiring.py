@@ -132,6 +132,7 @@ class Runtime:
                 settings.database_file,
                 max_batch=settings.group_commit_max_batch,
                 commit_interval=settings.sqlite_commit_interval_ms / 1000,
+                writer_nice=settings.sqlite_writer_nice,
             )
             return sqlite, SqliteDocumentStore(sqlite), SqliteAuditStore(sqlite)
         self.adapters.update(documents="postgres", audit="postgres")

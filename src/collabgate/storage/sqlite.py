@@ -25,6 +25,9 @@ Why this shape:
   reports it as an outcome, and when an operation raises the batch is run again with one
   SAVEPOINT per write. When BEGIN or COMMIT fails, or SQLite aborts the transaction, every
   caller of the batch gets the exception: nothing is reported durable that is not.
+* Optionally a lower CPU priority (``writer_nice``, Linux, off by default). When the machine's
+  CPUs are all busy, the event loop then wins the contest with the writer: the writer's commits
+  wait a little longer, the loop's deliveries less.
 * WAL with ``synchronous=FULL``: the WAL is fsynced at each commit, so a write whose future has
   resolved survives ``kill -9`` and power loss.
 * Reads use a second, ``query_only`` connection on its own thread. In WAL mode it sees the last
@@ -42,6 +45,7 @@ import math
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -181,6 +185,20 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return connection
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread the niceness ``nice`` (Linux; elsewhere a logged no-op).
+
+    On Linux a thread has its own niceness, set through its thread id; elsewhere
+    ``setpriority`` would lower the whole process, event loop included, so it is left alone.
+    """
+    if nice == 0:
+        return
+    if not sys.platform.startswith("linux"):
+        log.warning("thread_priority_unsupported", nice=nice, platform=sys.platform)
+        return
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 def _prepare_writer(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     connection = _connect(path, busy_timeout_ms)
     try:
@@ -237,13 +255,19 @@ class _WriterThread(threading.Thread):
     """Owns the write connection; runs queued writes in batches, one transaction per batch."""
 
     def __init__(
-        self, path: Path, max_batch: int, busy_timeout_ms: int, commit_interval: float
+        self,
+        path: Path,
+        max_batch: int,
+        busy_timeout_ms: int,
+        commit_interval: float,
+        nice: int = 0,
     ) -> None:
         super().__init__(name="collabgate-sqlite-writer", daemon=True)
         self.path = path
         self.max_batch = max_batch
         self.busy_timeout_ms = busy_timeout_ms
         self.commit_interval = commit_interval
+        self.nice = nice
         self.queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         #: Set by :meth:`SqliteDatabase.close`: a batch waiting for company starts at once.
         self.stopping = threading.Event()
@@ -262,6 +286,7 @@ class _WriterThread(threading.Thread):
 
     def run(self) -> None:
         try:
+            lower_thread_priority(self.nice)
             self._connection = _prepare_writer(self.path, self.busy_timeout_ms)
             _apply_schemas(self._connection, self.schemas)
             self.commits += 1
@@ -445,14 +470,18 @@ class SqliteDatabase:
         max_batch: int = 2048,
         busy_timeout_ms: int = 5000,
         commit_interval: float = 0.0,
+        writer_nice: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if not 0 <= commit_interval <= 1:
             raise ValueError("commit_interval must be between 0 and 1 second")
+        if not 0 <= writer_nice <= 19:
+            raise ValueError("writer_nice must be between 0 and 19")
         self._path = Path(path)
         self._max_batch = max_batch
         self._commit_interval = commit_interval
+        self._writer_nice = writer_nice
         self._busy_timeout_ms = busy_timeout_ms
         self._schemas: list[tuple[str, ...]] = []
         self._listeners: list[TransactionListener] = []
@@ -532,7 +561,11 @@ class SqliteDatabase:
             raise DatabaseClosedError(f"SQLite database {self._path} is still closing")
         self._loop = asyncio.get_running_loop()
         writer = _WriterThread(
-            self._path, self._max_batch, self._busy_timeout_ms, self._commit_interval
+            self._path,
+            self._max_batch,
+            self._busy_timeout_ms,
+            self._commit_interval,
+            self._writer_nice,
         )
         writer.schemas = list(self._schemas)
         writer.listeners = list(self._listeners)
