@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=19,
-        description="Niceness of the SQLite writer thread (Linux): the event loop wins a busy CPU.",
+        description="Added to the SQLite writer thread's niceness (Linux): the loop wins a busy CPU.",
     )
     compaction_threshold: int = Field(
         500, ge=1, description="Stored updates that trigger a compacted snapshot."

@@ -38,6 +38,17 @@ def test_the_commit_interval_reaches_the_sqlite_writer(
     assert database.commit_interval == pytest.approx(0.005)
 
 
+def test_the_writer_niceness_reaches_the_sqlite_writer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COLLABGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLLABGATE_DEV_KEYS", "true")
+    monkeypatch.setenv("COLLABGATE_SQLITE_WRITER_NICE", "10")
+    database = Runtime(load_settings()).database
+    assert isinstance(database, SqliteDatabase)
+    assert database.writer_nice == 10
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "named"),
     [
@@ -47,6 +58,7 @@ def test_the_commit_interval_reaches_the_sqlite_writer(
         ("COLLABGATE_LOG_LEVEL", "loud", "COLLABGATE_LOG_LEVEL"),
         ("COLLABGATE_LOCK_DEFAULT_TTL_MS", "99999999", "LOCK_DEFAULT_TTL_MS"),
         ("COLLABGATE_SQLITE_COMMIT_INTERVAL_MS", "5000", "SQLITE_COMMIT_INTERVAL_MS"),
+        ("COLLABGATE_SQLITE_WRITER_NICE", "20", "SQLITE_WRITER_NICE"),
         ("COLLABGATE_JWT_HS256_SECRET", "s" * 40, "JWT_ALLOW_HS256"),
     ],
 )

@@ -186,17 +186,21 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 
 
 def lower_thread_priority(nice: int) -> None:
-    """Give the calling thread the niceness ``nice`` (Linux; elsewhere a logged no-op).
+    """Add ``nice`` to the calling thread's niceness, up to 19 (Linux; elsewhere a logged no-op).
 
     On Linux a thread has its own niceness, set through its thread id; elsewhere
     ``setpriority`` would lower the whole process, event loop included, so it is left alone.
+    Relative, so a process already started under ``nice`` is never asked for a higher priority
+    (which would need a privilege).
     """
     if nice == 0:
         return
     if not sys.platform.startswith("linux"):
         log.warning("thread_priority_unsupported", nice=nice, platform=sys.platform)
         return
-    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    thread = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread)
+    os.setpriority(os.PRIO_PROCESS, thread, min(current + nice, 19))
 
 
 def _prepare_writer(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -503,6 +507,11 @@ class SqliteDatabase:
     def commit_interval(self) -> float:
         """Seconds a batch waits after the previous one began, under load (0: no pacing)."""
         return self._commit_interval
+
+    @property
+    def writer_nice(self) -> int:
+        """Added to the writer thread's niceness (Linux): the event loop wins a busy CPU."""
+        return self._writer_nice
 
     @property
     def is_open(self) -> bool:
