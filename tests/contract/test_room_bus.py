@@ -25,6 +25,7 @@ from typing import Literal, NoReturn
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 from yarl import URL
 
 from collabgate.bus import envelope, sharding
@@ -528,6 +529,26 @@ async def test_consumption_continues_after_an_ack_fails_without_a_reason(
     await rabbit(a)._on_message(AckFailsWithoutAReason(rabbit(a)._sender))  # type: ignore[arg-type]
     await b.publish(event("instance-b", "after"))
     await a_seen.wait_for("after")  # the worker lived through the failed ack
+
+
+async def test_a_consumer_that_stops_turns_the_bus_unhealthy(rabbit_cluster: BusCluster) -> None:
+    """The worker ends only when close() stops it. Should anything else end it (here a handler
+    raising a CancelledError that was not the worker's, which no ``except Exception`` stops),
+    no event of another instance is handled any more: /ready must say so, not stay green."""
+    metrics = Metrics()
+
+    async def handler(event: RoomEvent) -> None:
+        raise asyncio.CancelledError  # not a cancellation of the worker
+
+    a = await rabbit_cluster.start("instance-a", handler, metrics=metrics)
+    b, _ = await rabbit_cluster.instance("instance-b")
+    assert rabbit(a).healthy
+    with capture_logs() as logs:
+        await b.publish(event("instance-b", "fatal"))
+        await eventually(lambda: not rabbit(a).healthy, "A to report that its consumer stopped")
+    assert dependency_up(metrics) == 0
+    assert [e["error"] for e in logs if e["event"] == "bus_consumer_stopped"] == ["cancelled"]
+    await a.close()  # and it still closes cleanly
 
 
 async def test_stalled_broker_fails_publish_within_the_publish_timeout(

@@ -180,6 +180,7 @@ class RabbitMqBus:
         self._consumer_tag: ConsumerTag | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._worker_stopped = False
         self._publisher_up = False
         self._consumer_up = False
         self._closing = False
@@ -191,8 +192,9 @@ class RabbitMqBus:
     # ------------------------------------------------------------------ introspection
     @property
     def healthy(self) -> bool:
-        """True while both connections are up with their topology restored (for ``/ready``)."""
-        return self._publisher_up and self._consumer_up
+        """True while both connections are up with their topology restored and the consumer's
+        worker runs (for ``/ready``)."""
+        return self._publisher_up and self._consumer_up and not self._worker_stopped
 
     @property
     def queue_name(self) -> str | None:
@@ -233,7 +235,9 @@ class RabbitMqBus:
         self._watch(self._consumer, is_publisher=False)
         self._publisher_up = self._consumer_up = True
         self._report_health()
+        self._worker_stopped = False
         self._worker = asyncio.create_task(self._deliver_forever(), name="rabbitmq-bus-consumer")
+        self._worker.add_done_callback(self._worker_ended)
         log.info(
             "bus_started",
             adapter="rabbitmq",
@@ -434,6 +438,21 @@ class RabbitMqBus:
             await self._deliver(message)
             handled, since_ack = message, since_ack + 1
 
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        """The worker ends only when :meth:`close` stops it. Any other end means no event from
+        another instance is handled any more: the bus turns unhealthy (``/ready`` fails, so the
+        instance is drained and replaced) and says why, instead of going quiet."""
+        if self._closing:
+            return
+        self._worker_stopped = True
+        self._report_health()
+        error = None if worker.cancelled() else worker.exception()
+        log.error(
+            "bus_consumer_stopped",
+            error=_describe(error) if error else "cancelled",
+            exc_info=error,
+        )
+
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         """Hand one message to the handler unless it is our own or malformed; never raises."""
         if message.app_id == self._sender:
@@ -481,11 +500,11 @@ class RabbitMqBus:
             )
         self._queue = None
         self._consumer_tag = None
-        if self._worker is not None:
-            self._worker.cancel()
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.done():  # one that stopped was reported then
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+                await worker
 
     async def _close_connections(self) -> None:
         self._closing = True
