@@ -27,26 +27,27 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.resource_types == ["patient", "surgery"]
 
 
-def test_the_commit_interval_reaches_the_sqlite_writer(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("COLLABGATE_SQLITE_COMMIT_INTERVAL_MS", "5", "commit_interval", 0.005),
+        ("COLLABGATE_SQLITE_WRITER_NICE", "10", "writer_nice", 10),
+    ],
+)
+def test_sqlite_settings_reach_the_database(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    attribute: str,
+    expected: float,
 ) -> None:
     monkeypatch.setenv("COLLABGATE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLLABGATE_DEV_KEYS", "true")
-    monkeypatch.setenv("COLLABGATE_SQLITE_COMMIT_INTERVAL_MS", "5")
+    monkeypatch.setenv(variable, value)
     database = Runtime(load_settings()).database
     assert isinstance(database, SqliteDatabase)
-    assert database.commit_interval == pytest.approx(0.005)
-
-
-def test_the_writer_niceness_reaches_the_sqlite_writer(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("COLLABGATE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("COLLABGATE_DEV_KEYS", "true")
-    monkeypatch.setenv("COLLABGATE_SQLITE_WRITER_NICE", "10")
-    database = Runtime(load_settings()).database
-    assert isinstance(database, SqliteDatabase)
-    assert database.writer_nice == 10
+    assert getattr(database, attribute) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
