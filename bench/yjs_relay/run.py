@@ -34,7 +34,11 @@ measured window, so none counts the connection phase. A run with more steal than
 ``--max-steal-percent`` (5 by default; 0 keeps every run) measured the hypervisor's other guests
 more than the server: it is run again, up to ``--steal-retries`` times, and the ``rerun`` column
 counts the runs thrown away. A run still over the limit after that is kept and shows its steal.
-``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
+After the last step it prints each server's capacity: the offered deliveries/s of the largest
+step it kept up with (99 % delivered, none lost, p99 at most ``--keep-up-p99-ms``, 100 by
+default), and collabgate's ratio to each reference: the comparison of throughput at a latency
+an editor still calls live, where deliveries/s alone at one step cannot tell two servers that
+both keep up apart. ``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
 settings to the same rounds (``collabgate+paced``): an A/B of a setting against the references.
 Not a test: it prints figures.
 """
@@ -432,6 +436,44 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     return f"deliveries/s x{rate:.2f}, p99 x{p99:.2f} ({'lower' if p99 < 1 else 'higher'})"
 
 
+def kept_up(result: dict[str, Any], step: Step, p99_bound_ms: float) -> bool:
+    """Whether a server carried a step: 99 % of the offered deliveries a second, none lost,
+    and a p99 an editor would still call live."""
+    offered = step.clients * step.rate * (step.room_size - 1)
+    return (
+        result["deliveriesPerSecond"] >= 0.99 * offered
+        and result["lost"] == 0
+        and result["p99ms"] is not None
+        and result["p99ms"] <= p99_bound_ms
+    )
+
+
+def capacity(report: list[dict[str, Any]], p99_bound_ms: float) -> dict[str, int]:
+    """Per server, the offered deliveries/s of the largest step it kept up with (0: none)."""
+    best: dict[str, int] = {}
+    for entry in report:
+        step = Step(**entry["step"])
+        offered = round(step.clients * step.rate * (step.room_size - 1))
+        for name, result in entry["results"].items():
+            carried = offered if kept_up(result, step, p99_bound_ms) else 0
+            best[name] = max(best.get(name, 0), carried)
+    return best
+
+
+def print_capacity(best: dict[str, int], p99_bound_ms: float) -> None:
+    print(
+        f"\ncapacity: the largest step each server kept up with (99 % delivered, none lost, "
+        f"p99 <= {p99_bound_ms:g} ms), as offered deliveries/s"
+    )
+    for name, carried in best.items():
+        print(f"  {name:<21}{carried:>9}")
+    ours = best.get("collabgate", 0)
+    for name, carried in best.items():
+        if name != "collabgate":
+            ratio = f"x{ours / carried:.2f}" if carried else "the reference kept up with no step"
+            print(f"  collabgate vs {name}: {ratio}")
+
+
 def _range(values: list[float] | None) -> str:
     return f"   {values[0]:.1f}-{values[1]:.1f}" if values else ""
 
@@ -460,6 +502,12 @@ def main() -> int:
         help="run again a run whose window lost more of the CPU time to the hypervisor (0: never)",
     )
     parser.add_argument("--steal-retries", type=int, default=2, help="re-runs allowed per run")
+    parser.add_argument(
+        "--keep-up-p99-ms",
+        type=float,
+        default=100.0,
+        help="the p99 under which a server still keeps up with a step (capacity summary)",
+    )
     parser.add_argument(
         "--gateway-variant",
         type=parse_variant,
@@ -492,11 +540,16 @@ def main() -> int:
         results = {name: median_run(server_runs) for name, server_runs in runs.items()}
         report.append({"step": step.__dict__, "results": results, "runs": runs})
         print_step(step, results)
+    best = capacity(report, args.keep_up_p99_ms)
+    print_capacity(best, args.keep_up_p99_ms)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     path = out / time.strftime("%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"machine": describe_machine(), "steps": report}, indent=1))
+    summary = {"keepUpP99ms": args.keep_up_p99_ms, "offeredDeliveriesPerSecond": best}
+    path.write_text(
+        json.dumps({"machine": describe_machine(), "steps": report, "capacity": summary}, indent=1)
+    )
     print(f"raw results: {path.relative_to(ROOT)}")
     return 0
 
