@@ -38,7 +38,8 @@ After the last step it prints each server's capacity: the offered deliveries/s o
 step it kept up with (99 % delivered, none lost, p99 at most ``--keep-up-p99-ms``, 100 by
 default), and collabgate's ratio to each reference: the comparison of throughput at a latency
 an editor still calls live, where deliveries/s alone at one step cannot tell two servers that
-both keep up apart. ``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
+both keep up apart.
+``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
 settings to the same rounds (``collabgate+paced``): an A/B of a setting against the references.
 Not a test: it prints figures.
 """
@@ -104,6 +105,11 @@ class Step:
     rate: float
     warmup: float
     seconds: float
+
+    @property
+    def offered(self) -> float:
+        """Deliveries a second the step asks for: every update reaches the room's other clients."""
+        return self.clients * self.rate * (self.room_size - 1)
 
 
 def free_port() -> int:
@@ -393,7 +399,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     print(
         f"\n{step.clients} clients in rooms of {step.room_size}, {step.rate:g} updates/s each "
-        f"(offered {step.clients * step.rate * (step.room_size - 1):.0f} deliveries/s), "
+        f"(offered {step.offered:.0f} deliveries/s), "
         f"{step.seconds:g} s measured"
     )
     print(
@@ -439,9 +445,8 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
 def kept_up(result: dict[str, Any], step: Step, p99_bound_ms: float) -> bool:
     """Whether a server carried a step: 99 % of the offered deliveries a second, none lost,
     and a p99 an editor would still call live."""
-    offered = step.clients * step.rate * (step.room_size - 1)
     return (
-        result["deliveriesPerSecond"] >= 0.99 * offered
+        result["deliveriesPerSecond"] >= 0.99 * step.offered
         and result["lost"] == 0
         and result["p99ms"] is not None
         and result["p99ms"] <= p99_bound_ms
@@ -453,7 +458,7 @@ def capacity(report: list[dict[str, Any]], p99_bound_ms: float) -> dict[str, int
     best: dict[str, int] = {}
     for entry in report:
         step = Step(**entry["step"])
-        offered = round(step.clients * step.rate * (step.room_size - 1))
+        offered = round(step.offered)
         for name, result in entry["results"].items():
             carried = offered if kept_up(result, step, p99_bound_ms) else 0
             best[name] = max(best.get(name, 0), carried)
