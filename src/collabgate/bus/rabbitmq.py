@@ -180,7 +180,6 @@ class RabbitMqBus:
         self._consumer_tag: ConsumerTag | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._worker_stopped = False
         self._publisher_up = False
         self._consumer_up = False
         self._closing = False
@@ -194,7 +193,8 @@ class RabbitMqBus:
     def healthy(self) -> bool:
         """True while both connections are up with their topology restored and the consumer's
         worker runs (for ``/ready``)."""
-        return self._publisher_up and self._consumer_up and not self._worker_stopped
+        worker = self._worker
+        return self._publisher_up and self._consumer_up and worker is not None and not worker.done()
 
     @property
     def queue_name(self) -> str | None:
@@ -234,10 +234,9 @@ class RabbitMqBus:
         self._watch(self._publisher, is_publisher=True)
         self._watch(self._consumer, is_publisher=False)
         self._publisher_up = self._consumer_up = True
-        self._report_health()
-        self._worker_stopped = False
         self._worker = asyncio.create_task(self._deliver_forever(), name="rabbitmq-bus-consumer")
         self._worker.add_done_callback(self._worker_ended)
+        self._report_health()
         log.info(
             "bus_started",
             adapter="rabbitmq",
@@ -444,8 +443,7 @@ class RabbitMqBus:
         instance is drained and replaced) and says why, instead of going quiet."""
         if self._closing:
             return
-        self._worker_stopped = True
-        self._report_health()
+        self._report_health()  # unhealthy now: the worker is done
         error = None if worker.cancelled() else worker.exception()
         log.error(
             "bus_consumer_stopped",
