@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     max_joined_resources: int = Field(
         50, ge=1, description="Resources one connection may join at once."
     )
+    max_updates_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Updates of one connection on their way to the store; at this many its "
+        "socket is read no further until the oldest is stored.",
+    )
     rate_limit_per_second: float = Field(
         100.0, gt=0, description="Sustained messages per second per connection."
     )

@@ -74,7 +74,9 @@ class Harness:
         return connection
 
     async def send(self, connection: Connection, **frame: Any) -> list[dict[str, Any]]:
+        """The replies to ``frame``, once any update it sent is stored (and so acknowledged)."""
         await self.gateway.receive(connection, orjson.dumps(frame))
+        await self.gateway.wait_stored()
         return read(connection)
 
     async def join(self, connection: Connection, mode: str = "editor") -> dict[str, Any]:
@@ -82,6 +84,39 @@ class Harness:
             connection, type="JOIN_RESOURCE", resourceId=RESOURCE, mode=mode, ref="j"
         )
         return reply
+
+
+class GatedStore:
+    """A document store whose appends wait at a gate, or fail: a slow or broken database."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.fail_with: BaseException | None = None
+        self.appended: list[int] = []
+
+    async def load(self, resource_id: str) -> Any:
+        await asyncio.sleep(0)  # a round trip to the database: other tasks run meanwhile
+        return await self.inner.load(resource_id)
+
+    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        await self.inner.append(resource_id, revision, update)
+        self.appended.append(revision)
+
+    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
+        await self.inner.compact(resource_id, revision, snapshot)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def gated(h: Harness) -> GatedStore:
+    store = GatedStore(h.store)
+    h.gateway.documents._store = store
+    return store
 
 
 def read(connection: Connection) -> list[dict[str, Any]]:
@@ -166,6 +201,25 @@ async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harnes
     audited = [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
     assert audited[0].details == {"revision": 1, "bytes": len(update)}
     assert "BP 120/80" not in repr(h.audit.events)
+
+
+async def test_acks_follow_the_order_of_the_updates_when_a_store_retries(h: Harness) -> None:
+    """Another instance stored revision 1 first: the first update is stored again under the
+    next free revision, after the second was; its ACK still comes first."""
+    store = gated(h)
+    alice = await h.connect("alice")
+    await h.join(alice)
+    client: Doc[Any] = Doc()
+    for ref, text in (("u1", "one "), ("u2", "two")):  # both wait at the store's gate
+        frame = {"type": "Y_UPDATE", "resourceId": RESOURCE, "ref": ref}
+        update = b64(text_update(client, text))
+        await h.gateway.receive(alice, orjson.dumps({**frame, "update": update}))
+    await h.store.append(RESOURCE, 1, text_update(Doc(), "from another instance"))
+    store.gate.set()
+    await h.gateway.wait_stored()
+    assert store.appended == [2, 3]
+    acks = [(f["ref"], f["revision"]) for f in read(alice) if f["type"] == "Y_UPDATE_ACK"]
+    assert acks == [("u1", 3), ("u2", 2)]
 
 
 async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, merge_updates
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
@@ -26,7 +26,7 @@ from collabgate.http.demo import demo_enabled, demo_routes
 from collabgate.protocol import yjs
 from collabgate.session.connection import Connection
 from collabgate.settings import Settings
-from tests.unit.test_gateway import RESOURCE, Harness, b64, read, text_update
+from tests.unit.test_gateway import RESOURCE, Harness, b64, gated, read, text_update
 
 # ---------------------------------------------------------------------------------- codec
 
@@ -198,9 +198,9 @@ async def test_yjs_update_takes_the_y_update_path(h: Harness) -> None:
     h.gateway.flush_yjs_updates()
     assert messages(carol) == [yjs.SyncUpdate(update)]
     assert messages(bob) == []
-    assert bob.storing is not None  # y-websocket has no ACK: bob's socket reads on meanwhile
+    assert bob.unstored()  # y-websocket has no ACK: bob's socket reads on meanwhile
     await h.gateway.wait_stored()
-    assert bob.storing is None
+    assert not bob.unstored()
     assert (await h.store.load(RESOURCE)).updates == [update]
     audited = [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
     assert (audited[0].user_id, audited[0].details) == (
@@ -210,39 +210,7 @@ async def test_yjs_update_takes_the_y_update_path(h: Harness) -> None:
     assert h.gateway.metrics.received_by_type["Y_UPDATE"]._value.get() == 1
 
 
-class GatedStore:
-    """A document store whose appends wait at a gate, or fail: a slow or broken database."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.gate = asyncio.Event()
-        self.fail_with: BaseException | None = None
-        self.appended: list[int] = []
-
-    async def load(self, resource_id: str) -> Any:
-        return await self.inner.load(resource_id)
-
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
-        await self.gate.wait()
-        if self.fail_with is not None:
-            raise self.fail_with
-        await self.inner.append(resource_id, revision, update)
-        self.appended.append(revision)
-
-    async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
-        await self.inner.compact(resource_id, revision, snapshot)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def gated(h: Harness) -> GatedStore:
-    store = GatedStore(h.store)
-    h.gateway.documents._store = store
-    return store
-
-
-async def test_a_yjs_update_is_relayed_before_it_is_stored_and_the_next_waits_for_it(
+async def test_yjs_updates_are_relayed_before_they_are_stored_and_stored_in_order(
     h: Harness,
 ) -> None:
     store = gated(h)
@@ -250,13 +218,27 @@ async def test_a_yjs_update_is_relayed_before_it_is_stored_and_the_next_waits_fo
     messages(carol)
     client: Doc[Any] = Doc()
     first, second = text_update(client, "one "), text_update(client, "two")
-    await h.gateway.receive_yjs(bob, yjs.sync_update(first))  # returns with the store closed
+    for update in (first, second):  # each returns with the store closed: bob's socket reads on
+        await h.gateway.receive_yjs(bob, yjs.sync_update(update))
     h.gateway.flush_yjs_updates()
-    assert messages(carol) == [yjs.SyncUpdate(first)]
+    (relayed,) = messages(carol)
+    assert relayed == yjs.SyncUpdate(merge_updates(first, second))
     assert store.appended == []
+    store.gate.set()
+    await h.gateway.wait_stored()
+    assert store.appended == [1, 2]
+
+
+async def test_at_max_updates_in_flight_the_next_yjs_update_waits() -> None:
+    h = Harness(max_updates_in_flight=1)
+    store = gated(h)
+    bob = await open_yjs(h, "bob")
+    client: Doc[Any] = Doc()
+    first, second = text_update(client, "one "), text_update(client, "two")
+    await h.gateway.receive_yjs(bob, yjs.sync_update(first))
     reading_second = asyncio.ensure_future(h.gateway.receive_yjs(bob, yjs.sync_update(second)))
     await asyncio.sleep(0)
-    assert not reading_second.done()  # one update in flight per connection: this one waits
+    assert not reading_second.done()  # bob's socket is read no further until the first is stored
     store.gate.set()
     await reading_second
     await h.gateway.wait_stored()

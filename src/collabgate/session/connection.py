@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 
 from collabgate.auth.principal import Principal
@@ -43,6 +44,7 @@ class Connection:
     """State of one socket, independent of how its bytes travel."""
 
     __slots__ = (
+        "_storing",
         "awareness_clock",
         "awareness_id",
         "close_request",
@@ -54,7 +56,6 @@ class Connection:
         "outbox",
         "principal",
         "rate",
-        "storing",
     )
 
     def __init__(
@@ -82,8 +83,16 @@ class Connection:
             zlib.crc32(connection_id.encode()) if codec == "json" else None
         )
         self.awareness_clock = 0
-        #: A ``/yjs`` update on its way to the store (``/yjs`` reads on while it is stored).
-        self.storing: asyncio.Future[int] | None = None
+        #: Updates on their way to the store, oldest first (the socket is read on meanwhile).
+        #: Each one's store completes after the one before it, so the done ones lead.
+        self._storing: deque[asyncio.Future[int]] = deque()
+
+    def unstored(self) -> deque[asyncio.Future[int]]:
+        """This connection's updates not yet stored, oldest first; append each new one."""
+        storing = self._storing
+        while storing and storing[0].done():
+            storing.popleft()
+        return storing
 
     @property
     def user_id(self) -> str:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -145,7 +146,6 @@ class Gateway:
             Heartbeat: self._heartbeat,
             JoinResource: self._join,
             LeaveResource: self._leave,
-            YUpdate: self._update,
             Sync: self._sync,
             LockAcquire: self._lock_acquire,
             LockExtend: self._lock_extend,
@@ -357,6 +357,7 @@ class Gateway:
         connection.last_seen = time.monotonic()
         kind = "INVALID"
         request: Request | None = None
+        acked_later = False
         try:
             if not connection.rate.take(connection.last_seen):
                 raise RateLimitExceeded(
@@ -365,12 +366,17 @@ class Gateway:
                 )
             request = parse_request(frame, self.settings.max_frame_bytes)
             kind = _TYPE_NAMES[type(request)]
-            await self._handlers[type(request)](connection, request)
+            if isinstance(request, YUpdate):
+                await self._update(connection, request, started)
+                acked_later = True
+            else:
+                await self._handlers[type(request)](connection, request)
         except Exception as exc:
             self._fail(connection, exc, _ref(request), kind)
         finally:
             self.metrics.received_by_type[kind].inc()
-            self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
+            if not acked_later:  # an update's time runs until its ACK (_stored_from_ws)
+                self.metrics.duration_by_type[kind].observe(time.perf_counter() - started)
 
     async def receive_yjs(self, connection: Connection, frame: str | bytes) -> None:
         """Handle one y-websocket message; same limits, metrics and error paths as /ws.
@@ -564,19 +570,58 @@ class Gateway:
             )
         self._audit(AuditEventType.RESOURCE_LEFT, connection, resource_id, {"reason": reason})
 
-    async def _update(self, connection: Connection, request: YUpdate) -> None:
-        stored = await self._apply_update(connection, request.resource_id, request.update)
-        revision = await stored
-        self._reply(connection, outbound.y_update_ack(request.ref, request.resource_id, revision))
+    async def _update(self, connection: Connection, request: YUpdate, started: float) -> None:
+        """Apply and relay the update now; its ``Y_UPDATE_ACK`` follows once it is durable.
+
+        The socket is read on while the update is stored, so a heartbeat or a lock request sent
+        after an edit is not held behind a disk flush.
+        """
+        stored = await self._apply_in_turn(connection, request.resource_id, request.update)
+        stored.add_done_callback(partial(self._stored_from_ws, connection, request, started))
+
+    def _stored_from_ws(
+        self, connection: Connection, request: YUpdate, started: float, stored: asyncio.Future[int]
+    ) -> None:
+        if stored.cancelled():  # shutdown gave up on the write: no reply, like any other request
+            return
+        exc = stored.exception()
+        if exc is None:
+            ack = outbound.y_update_ack(request.ref, request.resource_id, stored.result())
+            self._reply(connection, ack)
+        elif isinstance(exc, Exception):
+            self._fail(connection, exc, request.ref, "Y_UPDATE")
+        self.metrics.duration_by_type["Y_UPDATE"].observe(time.perf_counter() - started)
+
+    async def _apply_in_turn(
+        self, connection: Connection, resource_id: str, update: bytes
+    ) -> asyncio.Future[int]:
+        """:meth:`_apply_update`, with the connection's updates stored in the order sent.
+
+        Each update's future completes only after the previous one's, so a /ws sender's ACKs
+        come in the order of its updates. At ``max_updates_in_flight`` unstored updates the
+        socket waits for the oldest: that paces a client sending faster than the store commits.
+        """
+        unstored = connection.unstored()
+        while len(unstored) >= self.settings.max_updates_in_flight:
+            await settled(unstored[0])
+            unstored = connection.unstored()
+        after = unstored[-1] if unstored else None
+        stored = await self._apply_update(connection, resource_id, update, after)
+        unstored.append(stored)
+        return stored
 
     async def _apply_update(
-        self, connection: Connection, resource_id: str, update: bytes
+        self,
+        connection: Connection,
+        resource_id: str,
+        update: bytes,
+        after: asyncio.Future[int] | None,
     ) -> asyncio.Future[int]:
         """Apply and relay one update (both codecs) and queue it for storage.
 
-        Returns a future of the stored revision, done once the update is durable; the audit
-        record is written then. Peers see the edit at once; the ACK a /ws sender gets waits for
-        the future.
+        Returns a future of the stored revision, done once the update is durable (and not
+        before ``after`` is done); the audit record is written then. Peers see the edit at once;
+        the ACK a /ws sender gets waits for the future.
         """
         connection.require_editor(resource_id)
         await self._refuse_if_locked_by_other(connection, resource_id)
@@ -584,7 +629,9 @@ class Gateway:
         revision = self.documents.apply(document, update)
         # Queued for storage before anything can yield, so updates reach the store in revision
         # order; another instance may still have taken that revision: it is stored under the next.
-        stored = running_loop().create_task(self._store(connection, document, revision, update))
+        stored = running_loop().create_task(
+            self._store(connection, document, revision, update, after)
+        )
         self._storing.add(stored)
         stored.add_done_callback(self._storing.discard)
         # The JSON form is built only for a reader: a /ws peer here or another instance.
@@ -597,7 +644,12 @@ class Gateway:
         return stored
 
     async def _store(
-        self, connection: Connection, document: ServerDocument, revision: int, update: bytes
+        self,
+        connection: Connection,
+        document: ServerDocument,
+        revision: int,
+        update: bytes,
+        after: asyncio.Future[int] | None,
     ) -> int:
         revision = await self.documents.persist(document, revision, update)
         self.metrics.update_bytes.observe(len(update))
@@ -607,6 +659,8 @@ class Gateway:
             document.resource_id,
             {"revision": revision, "bytes": len(update)},
         )
+        if after is not None:  # a revision retry can finish an earlier update's store later
+            await settled(after)
         return revision
 
     async def _refuse_if_locked_by_other(self, connection: Connection, resource_id: str) -> None:
@@ -780,24 +834,16 @@ class Gateway:
         dropped here, so it costs no revision, write or audit record, and a viewer's
         y-websocket is not told "permission denied" for merely connecting.
 
-        y-websocket has no acknowledgement, so the socket is not held until the update is
-        durable: the next message is read while it is stored. One update per connection is in
-        flight at a time; the next waits for it, which paces a client that sends faster than
-        the store commits. A failed store closes the socket like any other failure here, and
-        the client's reconnection sync sends the update again.
+        As on /ws, the next message is read while the update is stored. A failed store
+        closes the socket like any other failure here, and the client's reconnection sync
+        sends the update again.
         """
         if message.update == yjs.EMPTY_UPDATE:
             return
-        previous = connection.storing
-        if previous is not None and not previous.done():
-            await settled(previous)
-        stored = await self._apply_update(connection, connection.resource_id, message.update)
-        connection.storing = stored
-        stored.add_done_callback(lambda future: self._stored_from_yjs(connection, future))
+        stored = await self._apply_in_turn(connection, connection.resource_id, message.update)
+        stored.add_done_callback(partial(self._stored_from_yjs, connection))
 
     def _stored_from_yjs(self, connection: Connection, stored: asyncio.Future[int]) -> None:
-        if connection.storing is stored:
-            connection.storing = None
         if stored.cancelled():
             return
         exc = stored.exception()
