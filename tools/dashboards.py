@@ -566,6 +566,16 @@ def websocket_dashboard() -> Json:
             min=0,
         ),
         Panel(
+            "P99 storage commit",
+            "timeseries",
+            [Q(f"instance:collabgate_storage_commit_seconds:p99_5m{{{GW}}}", "{{instance}}")],
+            unit="s",
+            description="How long the database writer's commits take to be durable (SQLite: lock wait, writes and fsync). A /ws sender's Y_UPDATE_ACK waits for one; nothing else does. The line is the CollabgateStorageCommitsSlow threshold.",
+            thresholds=((None, "green"), (0.1, "red")),
+            threshold_line=True,
+            min=0,
+        ),
+        Panel(
             "Writes per commit",
             "timeseries",
             [

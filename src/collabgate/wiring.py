@@ -133,6 +133,7 @@ class Runtime:
                 max_batch=settings.group_commit_max_batch,
                 commit_interval=settings.sqlite_commit_interval_ms / 1000,
                 writer_nice=settings.sqlite_writer_nice,
+                on_commit=self.metrics.storage_commit_duration.observe,
             )
             return sqlite, SqliteDocumentStore(sqlite), SqliteAuditStore(sqlite)
         self.adapters.update(documents="postgres", audit="postgres")

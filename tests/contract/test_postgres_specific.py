@@ -682,6 +682,20 @@ def sample(metrics: Metrics, name: str) -> float:
     return value
 
 
+async def test_each_committed_batch_is_timed(pg: PostgresTestDatabase) -> None:
+    metrics = Metrics()
+    db = PostgresDatabase(pg.url, health_check_interval=None, metrics=metrics)
+    await db.open()
+    try:
+        store = PostgresDocumentStore(db)
+        await asyncio.gather(*(store.append("patient:1", n, b"u") for n in range(1, 21)))
+        timed = metrics.registry.get_sample_value("collabgate_storage_commit_seconds_count")
+        assert timed == db.commits >= 1
+        assert (metrics.registry.get_sample_value("collabgate_storage_commit_seconds_sum") or 0) > 0
+    finally:
+        await db.close()
+
+
 async def test_an_outage_raises_connection_errors_updates_metrics_and_heals(
     pg: PostgresTestDatabase,
 ) -> None:

@@ -367,3 +367,18 @@ async def test_a_paced_writer_commits_a_lone_write_at_once_and_groups_what_follo
 def test_a_commit_interval_beyond_a_second_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="commit_interval"):
         SqliteDatabase(tmp_path / "x.sqlite3", commit_interval=2.0)
+
+
+async def test_each_committed_batch_is_timed_and_a_failed_one_is_not(tmp_path: Path) -> None:
+    timed: list[float] = []
+    database = SqliteDatabase(tmp_path / "timed.sqlite3", on_commit=timed.append)
+    database.add_schema(SCHEMA)
+    await database.open()
+    try:
+        await database.write(insert_parent(1))
+        assert len(timed) == 1  # the schema's transaction at open is not a batch
+        await in_one_batch(database, insert_parent(2), orphan)  # held batch commits, next fails
+        assert len(timed) == 2
+        assert all(0 < seconds < 60 for seconds in timed)
+    finally:
+        await database.close()

@@ -322,6 +322,8 @@ async def test_health_ready_and_metrics(gateway: GatewayProcess, connect: Any) -
     # The edit above was acknowledged, so it is committed: the storage counters have moved.
     assert sample(metrics, "collabgate_storage_commits_total") >= 1
     assert sample(metrics, "collabgate_storage_writes_total") >= 1
+    assert sample(metrics, "collabgate_storage_commit_seconds_count") >= 1
+    assert sample(metrics, "collabgate_storage_commit_seconds_sum") > 0
 
 
 def sample(exposition: str, name: str) -> float:

@@ -102,6 +102,29 @@ def test_a_slow_p99_fails_its_row_and_the_run() -> None:
     assert "250.0 ms" in rows["P99 update → Y_UPDATE_ACK"].measured
 
 
+def test_slow_storage_commits_are_shown_beside_slow_acks_without_deciding_the_run() -> None:
+    """A busy disk: commits over 100 ms during the run explain a slow ACK row; the row itself is
+    informational, the ACK row decides."""
+    plan = scenarios.load("stress")
+    rows = samples([1000] * 40)
+    for i, row in enumerate(rows):  # 100 commits per sample, 3 of them over 100 ms from i = 20
+        row["storage_commits"] = 100.0 * i
+        row["storage_commit_seconds"] = 0.002 * 100 * i + (0.3 * 3 * (i - 20) if i > 20 else 0)
+        row["storage_commits_over_0.1s"] = 3.0 * max(0, i - 20)
+        row["storage_commits_over_0.25s"] = 1.0 * max(0, i - 20)
+    e = evaluate.evaluate(plan, artillery([20, 250, 25] * 14), rows, RUN)
+    storage = by_name(e)["gateway's storage commits"]
+    assert storage.informational
+    assert storage.measured == "3,900 commits, mean 6.4 ms, 57 over 100 ms, 19 over 250 ms"
+    assert not e.passed  # the ACK row still fails the run
+
+
+def test_a_run_without_commit_samples_has_no_storage_row() -> None:
+    plan = scenarios.load("stress")
+    e = evaluate.evaluate(plan, artillery([20] * 40), samples([1000] * 40), RUN)
+    assert "gateway's storage commits" not in by_name(e)
+
+
 def test_errors_and_drops_fail() -> None:
     plan = scenarios.load("stress")
     counters = {

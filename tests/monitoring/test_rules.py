@@ -113,6 +113,8 @@ MUTATIONS = [
     ("CollabgateNoHealthyInstances", "for:15s", "for:1m"),
     ("CollabgateInstanceDown", "for:1m", "for:15s"),
     ("PostgresDown", "for:15s", "for:0s"),
+    ("CollabgateStorageCommitsSlow", "> 0.1", "> 0.25"),
+    ("CollabgateStorageCommitsSlow", "for:5m", "for:4m"),
 ]
 
 

@@ -214,6 +214,9 @@ def _checks(e: Evaluation) -> Iterable[Check]:
     if targets.get("gateway_alive"):
         yield _alive_check(e)
     yield _loadgen_check(e)
+    storage = _storage_check(e)
+    if storage is not None:
+        yield storage
     canary = _canary_check(e)
     if canary is not None:
         yield canary
@@ -408,6 +411,32 @@ def _canary_check(e: Evaluation) -> Check | None:
         True,
         True,
     )
+
+
+#: The gateway's commit-time histogram, sampled during the run: a Y_UPDATE_ACK waits for a commit.
+STORAGE_COMMITS = "collabgate_storage_commit_seconds"
+#: Its bucket bounds (``le`` labels) past which a commit is counted as slow.
+SLOW_COMMIT_BOUNDS = ("0.1", "0.25")
+
+
+def _storage_check(e: Evaluation) -> Check | None:
+    """How the gateway's commits went during the run: an ACK waits for one, so slow ones (a
+    busy disk) explain slow ACKs while deliveries, which do not wait, stay fast."""
+    commits = e.sample_series("storage_commits")
+    if len(commits) < 2:
+        return None
+    count = commits[-1][1] - commits[0][1]
+    seconds = e.sample_series("storage_commit_seconds")
+    mean_ms = 1000 * (seconds[-1][1] - seconds[0][1]) / count if count else 0.0
+    slow = []
+    for bound in SLOW_COMMIT_BOUNDS:
+        over = e.sample_series(f"storage_commits_over_{bound}s")
+        if over:
+            slow.append(f"{over[-1][1] - over[0][1]:,.0f} over {float(bound) * 1000:g} ms")
+    measured = f"{count:,.0f} commits, mean {mean_ms:.1f} ms" + (
+        f", {', '.join(slow)}" if slow else ""
+    )
+    return Check("gateway's storage commits", "informational", measured, True, True)
 
 
 def _loadgen_check(e: Evaluation) -> Check:

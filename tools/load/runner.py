@@ -68,6 +68,9 @@ class RunOptions:
     variables: dict[str, Any] = field(default_factory=dict)
     #: Extra settings for the gateway this run starts (COLLABGATE_*); the environment's pass too.
     gateway_env: dict[str, str] = field(default_factory=dict)
+    #: Where the gateway this run starts keeps its files (var/load-scratch, on the project's
+    #: disk, unless set): its ACKs wait for that disk's fsyncs.
+    scratch_dir: Path | None = None
     #: Copy Artillery's console to this stream as well as to artillery.log.
     echo: TextIO | None = sys.stdout
 
@@ -305,7 +308,9 @@ def _gateway(options: RunOptions, folder: Path) -> Any:
         return
     from tests.support.gateway_process import GatewayProcess
 
-    data_dir = Path(tempfile.mkdtemp(prefix="load-gateway-", dir=_scratch_dir()))
+    data_dir = Path(
+        tempfile.mkdtemp(prefix="load-gateway-", dir=options.scratch_dir or _scratch_dir())
+    )
     process = GatewayProcess(data_dir, env=dict(options.gateway_env))
     gateway = None
     try:
@@ -411,17 +416,27 @@ class Sampler(threading.Thread):
         except httpx.HTTPError:
             return {"metrics_error": 1}
         values: dict[str, float] = {}
+        commits_within: dict[str, float] = {}  # collabgate_storage_commit_seconds by bucket
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 values[s.name] = values.get(s.name, 0.0) + float(s.value)
+                if s.name == f"{evaluate.STORAGE_COMMITS}_bucket":
+                    commits_within[s.labels["le"]] = float(s.value)
         picked = {
             "connections": "websocket_connections_total",
             "documents": "collabgate_documents_loaded",
             "audit_buffer": "collabgate_audit_buffer_events",
             "gateway_errors": "collabgate_errors_total",
             "rejected": "collabgate_connections_rejected_total",
+            "storage_commits": f"{evaluate.STORAGE_COMMITS}_count",
+            "storage_commit_seconds": f"{evaluate.STORAGE_COMMITS}_sum",
         }
-        return {key: values[name] for key, name in picked.items() if name in values}
+        sample = {key: values[name] for key, name in picked.items() if name in values}
+        for bound in evaluate.SLOW_COMMIT_BOUNDS:
+            if "storage_commits" in sample and bound in commits_within:
+                over = sample["storage_commits"] - commits_within[bound]
+                sample[f"storage_commits_over_{bound}s"] = over
+        return sample
 
 
 def _process(pid: int | None) -> psutil.Process | None:

@@ -122,6 +122,13 @@ class Metrics:
             "Writes those transactions held: writes / commits is the group-commit batching",
             registry=r,
         )
+        self.storage_commit_duration = Histogram(
+            "collabgate_storage_commit_seconds",
+            "Time one group-commit transaction took until durable (SQLite: its fsync and any wait "
+            "for the file's write lock; PostgreSQL: its round trips). Y_UPDATE_ACKs wait for it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.audit_buffer = Gauge(
             "collabgate_audit_buffer_events", "Audit events waiting to be stored.", registry=r
         )

@@ -320,6 +320,7 @@ class _LaneWriter:
             _settle(leftovers, [PostgresClosedError("PostgreSQL writer stopped")] * len(leftovers))
 
     async def _run_batch(self, batch: list[_Write]) -> None:
+        started = time.perf_counter()
         try:
             outcomes, committed = await self._database._commit_batch(batch)
         except asyncio.CancelledError:
@@ -332,6 +333,8 @@ class _LaneWriter:
         else:
             self.commits += committed
             self.writes += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
+            if committed:
+                self._database.observe_commit(time.perf_counter() - started)
         _settle(batch, outcomes)
 
 
@@ -385,6 +388,7 @@ class PostgresDatabase:
         self._writes_before = 0
         self._up = metrics.dependency_up.labels(DEPENDENCY) if metrics else None
         self._failures = metrics.dependency_failures.labels(DEPENDENCY) if metrics else None
+        self._commit_duration = metrics.storage_commit_duration if metrics else None
 
     # --- state -------------------------------------------------------------------------------
 
@@ -411,6 +415,11 @@ class PostgresDatabase:
     def writes(self) -> int:
         """Writes committed since this object was created: ``writes / commits`` is the batching."""
         return self._writes_before + sum(writer.writes for writer in self._writers.values())
+
+    def observe_commit(self, seconds: float) -> None:
+        """Count one committed batch's time in ``collabgate_storage_commit_seconds``."""
+        if self._commit_duration is not None:
+            self._commit_duration.observe(seconds)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

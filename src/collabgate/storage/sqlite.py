@@ -72,6 +72,9 @@ BulkOperation = Callable[[sqlite3.Connection, list[P]], Sequence[R | Exception]]
 #: Told on the writer thread how each batch transaction ended: True once it committed, False
 #: once it was rolled back. Lets an adapter keep, in memory, what its writes made durable.
 TransactionListener = Callable[[bool], None]
+#: Told on the writer thread, after each commit, the seconds the batch took from its start to
+#: durable (the wait for the file's write lock, the writes, the fsync). Must be quick.
+CommitObserver = Callable[[float], None]
 
 log = structlog.get_logger(__name__)
 
@@ -265,6 +268,7 @@ class _WriterThread(threading.Thread):
         busy_timeout_ms: int,
         commit_interval: float,
         nice: int = 0,
+        on_commit: CommitObserver | None = None,
     ) -> None:
         super().__init__(name="collabgate-sqlite-writer", daemon=True)
         self.path = path
@@ -272,6 +276,7 @@ class _WriterThread(threading.Thread):
         self.busy_timeout_ms = busy_timeout_ms
         self.commit_interval = commit_interval
         self.nice = nice
+        self.on_commit = on_commit
         self.queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         #: Set by :meth:`SqliteDatabase.close`: a batch waiting for company starts at once.
         self.stopping = threading.Event()
@@ -362,6 +367,7 @@ class _WriterThread(threading.Thread):
         self._batch_started = time.monotonic()
 
     def _run_batch(self, batch: list[_Write]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = self._transaction(batch)
         except Exception as exc:  # nothing of this batch is durable: tell every caller
@@ -375,6 +381,8 @@ class _WriterThread(threading.Thread):
             self.commits += 1
             self.writes += sum(1 for ok, _ in outcomes if ok)
             self.healthy = True
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
         self._settle(batch, outcomes)
 
     def _transaction(self, batch: list[_Write]) -> list[_Outcome]:
@@ -475,6 +483,7 @@ class SqliteDatabase:
         busy_timeout_ms: int = 5000,
         commit_interval: float = 0.0,
         writer_nice: int = 0,
+        on_commit: CommitObserver | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -486,6 +495,7 @@ class SqliteDatabase:
         self._max_batch = max_batch
         self._commit_interval = commit_interval
         self._writer_nice = writer_nice
+        self._on_commit = on_commit
         self._busy_timeout_ms = busy_timeout_ms
         self._schemas: list[tuple[str, ...]] = []
         self._listeners: list[TransactionListener] = []
@@ -575,6 +585,7 @@ class SqliteDatabase:
             self._busy_timeout_ms,
             self._commit_interval,
             self._writer_nice,
+            self._on_commit,
         )
         writer.schemas = list(self._schemas)
         writer.listeners = list(self._listeners)
