@@ -415,28 +415,42 @@ def _canary_check(e: Evaluation) -> Check | None:
 
 #: The gateway's commit-time histogram, sampled during the run: a Y_UPDATE_ACK waits for a commit.
 STORAGE_COMMITS = "collabgate_storage_commit_seconds"
-#: Its bucket bounds (``le`` labels) past which a commit is counted as slow.
-SLOW_COMMIT_BOUNDS = ("0.1", "0.25")
+#: Sample keys of its buckets: this prefix and the bound in seconds hold the commits within it.
+COMMITS_WITHIN = "storage_commits_within_"
+#: A commit over this many seconds is counted as slow.
+SLOW_COMMIT_SECONDS = 0.1
 
 
 def _storage_check(e: Evaluation) -> Check | None:
     """How the gateway's commits went during the run: an ACK waits for one, so slow ones (a
     busy disk) explain slow ACKs while deliveries, which do not wait, stay fast."""
-    commits = e.sample_series("storage_commits")
-    if len(commits) < 2:
+    count = _increase(e, "storage_commits")
+    if count is None:
         return None
-    count = commits[-1][1] - commits[0][1]
-    seconds = e.sample_series("storage_commit_seconds")
-    mean_ms = 1000 * (seconds[-1][1] - seconds[0][1]) / count if count else 0.0
-    slow = []
-    for bound in SLOW_COMMIT_BOUNDS:
-        over = e.sample_series(f"storage_commits_over_{bound}s")
-        if over:
-            slow.append(f"{over[-1][1] - over[0][1]:,.0f} over {float(bound) * 1000:g} ms")
-    measured = f"{count:,.0f} commits, mean {mean_ms:.1f} ms" + (
-        f", {', '.join(slow)}" if slow else ""
-    )
+    seconds = _increase(e, "storage_commit_seconds") or 0.0
+    measured = f"{count:,.0f} commits, mean {1000 * seconds / count if count else 0:.1f} ms"
+    within = {}
+    for key in {k for s in e.samples for k in s if k.startswith(COMMITS_WITHIN)}:
+        bound, commits = float(key.removeprefix(COMMITS_WITHIN)), _increase(e, key)
+        if commits is not None:
+            within[bound] = commits
+    if count and within:
+        p99 = min((b for b, n in within.items() if n >= 0.99 * count), default=None)
+        measured += (
+            f", p99 ≤ {p99 * 1000:g} ms"
+            if p99 is not None
+            else f", p99 > {max(within) * 1000:g} ms"
+        )
+        if SLOW_COMMIT_SECONDS in within:
+            slow = count - within[SLOW_COMMIT_SECONDS]
+            measured += f", {slow:,.0f} over {SLOW_COMMIT_SECONDS * 1000:g} ms"
     return Check("gateway's storage commits", "informational", measured, True, True)
+
+
+def _increase(e: Evaluation, key: str) -> float | None:
+    """How much a sampled counter grew over the run; None without two samples of it."""
+    series = e.sample_series(key)
+    return series[-1][1] - series[0][1] if len(series) >= 2 else None
 
 
 def _loadgen_check(e: Evaluation) -> Check:

@@ -416,12 +416,12 @@ class Sampler(threading.Thread):
         except httpx.HTTPError:
             return {"metrics_error": 1}
         values: dict[str, float] = {}
-        commits_within: dict[str, float] = {}  # collabgate_storage_commit_seconds by bucket
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                values[s.name] = values.get(s.name, 0.0) + float(s.value)
-                if s.name == f"{evaluate.STORAGE_COMMITS}_bucket":
-                    commits_within[s.labels["le"]] = float(s.value)
+                name = s.name
+                if name == f"{evaluate.STORAGE_COMMITS}_bucket" and s.labels["le"] != "+Inf":
+                    name = f"{evaluate.COMMITS_WITHIN}{s.labels['le']}"  # commits <= le seconds
+                values[name] = values.get(name, 0.0) + float(s.value)
         picked = {
             "connections": "websocket_connections_total",
             "documents": "collabgate_documents_loaded",
@@ -432,10 +432,7 @@ class Sampler(threading.Thread):
             "storage_commit_seconds": f"{evaluate.STORAGE_COMMITS}_sum",
         }
         sample = {key: values[name] for key, name in picked.items() if name in values}
-        for bound in evaluate.SLOW_COMMIT_BOUNDS:
-            if "storage_commits" in sample and bound in commits_within:
-                over = sample["storage_commits"] - commits_within[bound]
-                sample[f"storage_commits_over_{bound}s"] = over
+        sample.update((k, v) for k, v in values.items() if k.startswith(evaluate.COMMITS_WITHIN))
         return sample
 
 
