@@ -52,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain; exit 1 if it is broken"
     )
     verify.set_defaults(func=_audit_verify)
+    retention = audit_commands.add_parser(
+        "retention",
+        help="drop the PostgreSQL audit partitions older than COLLABGATE_AUDIT_RETENTION_YEARS",
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="report what would be dropped, drop nothing"
+    )
+    retention.set_defaults(func=_audit_retention)
+
+    migrate = commands.add_parser(
+        "migrate", help="bring the PostgreSQL schema (COLLABGATE_DATABASE_URL) up to date"
+    )
+    migrate.add_argument("--revision", default="head", help="schema revision (default: head)")
+    migrate.set_defaults(func=_migrate)
     return parser
 
 
@@ -140,13 +154,13 @@ def _audit_verify(_: argparse.Namespace) -> int:
 
 
 def _audit_retention(args: argparse.Namespace) -> int:
-    from collabgate.audit.postgres import PostgresAuditStore
+    from collabgate.audit.postgres import AuditRetentionError, PostgresAuditStore, RetentionResult
     from collabgate.storage.postgres import PostgresDatabase
 
     settings = load_settings()
     url = _database_url(settings)
 
-    async def run() -> object:
+    async def run() -> RetentionResult:
         database = PostgresDatabase(url, min_size=1, max_size=2, health_check_interval=None)
         await database.open()
         try:
@@ -157,7 +171,16 @@ def _audit_retention(args: argparse.Namespace) -> int:
         finally:
             await database.close()
 
-    print(asyncio.run(run()))
+    try:
+        result = asyncio.run(run())
+    except AuditRetentionError as exc:
+        print(f"collabgate: audit retention refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would drop" if args.dry_run else "dropped"
+    names = ", ".join(result.dropped) if result.dropped else "nothing"
+    print(f"partitions ending on or before {result.cutoff:%Y-%m-%d}: {verb} {names}")
+    if result.anchor is not None:
+        print(f"verification starts after record {result.anchor[0]}")
     return 0
 
 
