@@ -42,6 +42,7 @@ from collabgate.sessions.memory import MemorySessionStore
 from collabgate.sessions.port import SessionStore
 from collabgate.sessions.redis import RedisSessionStore
 from collabgate.settings import Settings
+from collabgate.storage.lockfile import DatabaseLock
 from collabgate.storage.postgres import PostgresDatabase
 from collabgate.storage.sqlite import SqliteDatabase
 
@@ -66,6 +67,10 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.adapters: dict[str, str] = {}
         self.database, document_store, audit_store = self._storage()
+        #: Held while serving an embedded database (see storage.lockfile).
+        self.database_lock = (
+            DatabaseLock(settings.database_file) if settings.database_url is None else None
+        )
         self.audit = AuditTrail(
             audit_store,
             max_queue=settings.audit_queue_max,
@@ -95,6 +100,8 @@ class Runtime:
         if self.settings.gc_freeze:
             self._gc_task = asyncio.create_task(self.gc_policy.run())
         sessions, presence, locks = await self._state_adapters()
+        if self.database_lock is not None:
+            self.database_lock.acquire()  # before the file is opened: one gateway per file
         await self.database.open()
         await self.verifier.warm_up()
         await self.audit.start()
@@ -213,6 +220,8 @@ class Runtime:
         await self.documents.close()
         await self.audit.close()
         await self.database.close()
+        if self.database_lock is not None:
+            self.database_lock.release()
         if self.redis is not None:
             await self._release("redis", self.redis.aclose())
         await self._release("jwks", self.verifier.aclose())

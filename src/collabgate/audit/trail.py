@@ -30,6 +30,7 @@ import structlog
 
 from collabgate.audit.chain import event_fields, event_from_fields, normalize_event
 from collabgate.audit.port import AuditEvent, AuditStore
+from collabgate.ops.files import fsync_directory
 
 #: Largest number of events spilled (and fsynced) in one go while the store is away.
 MAX_SPILL_CHUNK = 1024
@@ -137,7 +138,7 @@ class _Spool:
         # Offset first: a crash between the two steps replays (duplicates), never skips.
         self._offset_path.unlink(missing_ok=True)
         os.replace(temporary, self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
         self._read_offset = 0
         self.count += len(events)
 
@@ -147,7 +148,7 @@ class _Spool:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab")
             if created:
-                _fsync_directory(self.path.parent)
+                fsync_directory(self.path.parent)
         return self._handle
 
     # --- reading -----------------------------------------------------------------------------
@@ -200,15 +201,6 @@ class _Spool:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 class AuditTrail:

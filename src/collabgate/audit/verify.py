@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from collabgate.audit.chain import GENESIS_HASH, ChainVerifier, VerifyReport
@@ -71,8 +73,12 @@ async def verify_database(settings: Settings) -> VerifyReport:
     No schema is created (re-creating dropped triggers would hide that they were dropped);
     missing append-only triggers are reported as problems.
     """
-    path = settings.database_file
-    if not path.exists():
+    return await verify_sqlite_file(settings.database_file)
+
+
+async def verify_sqlite_file(path: Path) -> VerifyReport:
+    """:func:`verify_database` for the SQLite file at ``path`` (a live database or a backup)."""
+    if not await asyncio.to_thread(path.exists):
         return VerifyReport(False, 0, [f"no database at {path}"])
     database = SqliteDatabase(path)
     store = SqliteAuditStore(database, create_schema=False)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from collabgate.settings import Settings, SettingsError, load_settings
 
@@ -60,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="report what would be dropped, drop nothing"
     )
     retention.set_defaults(func=_audit_retention)
+
+    backup = commands.add_parser(
+        "backup", help="back up, verify or restore the embedded SQLite database (DATA_DIR)"
+    )
+    backup_commands = backup.add_subparsers(dest="backup_command", required=True)
+    create = backup_commands.add_parser(
+        "create", help="copy the database (the gateway may be running), verify the copy"
+    )
+    create.add_argument("path", type=Path, help="the backup file to write; must not exist")
+    create.set_defaults(func=_backup_create)
+    check = backup_commands.add_parser(
+        "verify", help="check a backup against its manifest, its integrity and its audit chain"
+    )
+    check.add_argument("path", type=Path, help="a file written by `collabgate backup create`")
+    check.set_defaults(func=_backup_verify)
+    restore = backup_commands.add_parser(
+        "restore", help="replace the database with a verified backup (the gateway must be stopped)"
+    )
+    restore.add_argument("path", type=Path, help="a file written by `collabgate backup create`")
+    restore.set_defaults(func=_backup_restore)
 
     migrate = commands.add_parser(
         "migrate", help="bring the PostgreSQL schema (COLLABGATE_DATABASE_URL) up to date"
@@ -151,6 +172,67 @@ def _audit_verify(_: argparse.Namespace) -> int:
     status = "intact" if report.ok else "BROKEN"
     print(f"audit trail {status}: {report.records_checked} records checked")
     return 0 if report.ok else 1
+
+
+def _embedded_database() -> Path:
+    settings = load_settings()
+    if settings.database_url is not None:
+        raise SettingsError(
+            "COLLABGATE_DATABASE_URL is set: PostgreSQL is backed up with its own tools"
+            " (RDS backups and snapshots, pg_dump), see docs/runbooks/disaster-recovery.md"
+        )
+    return settings.database_file
+
+
+def _backup_create(args: argparse.Namespace) -> int:
+    from collabgate.storage.backup import BackupError, create_backup, manifest_path
+
+    try:
+        manifest = create_backup(_embedded_database(), args.path)
+    except BackupError as exc:
+        print(f"collabgate: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backup written: {args.path} ({manifest.bytes:,} bytes, sha256 {manifest.sha256})\n"
+        f"  {manifest.documents} documents, audit trail verified up to record"
+        f" {manifest.audit_head_seq}\n  manifest: {manifest_path(args.path)}"
+    )
+    return 0
+
+
+def _backup_verify(args: argparse.Namespace) -> int:
+    from collabgate.storage.backup import BackupError, verify_backup
+
+    try:
+        manifest = verify_backup(args.path)
+    except BackupError as exc:
+        print(f"collabgate: backup BROKEN: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backup intact: {args.path}, taken {manifest.created_at}, {manifest.documents}"
+        f" documents, audit trail verified up to record {manifest.audit_head_seq}"
+    )
+    return 0
+
+
+def _backup_restore(args: argparse.Namespace) -> int:
+    from collabgate.storage.backup import BackupError, restore_backup
+    from collabgate.storage.lockfile import DatabaseInUseError
+
+    database = _embedded_database()
+    try:
+        replaced = restore_backup(args.path, database)
+    except DatabaseInUseError as exc:
+        print(f"collabgate: restore refused: {exc}; stop the gateway first", file=sys.stderr)
+        return 1
+    except BackupError as exc:
+        print(f"collabgate: restore refused, nothing changed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {args.path} to {database}")
+    if replaced is not None:
+        print(f"  the database it replaced was kept as {replaced}")
+    print("  run `collabgate audit verify`, then start the gateway")
+    return 0
 
 
 def _audit_retention(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ from typing import Any, Literal, TypeVar, cast
 import structlog
 
 from collabgate.ops.event_loop import running_loop
+from collabgate.ops.files import fsync_directory
 from collabgate.storage.batching import consecutive_runs
 
 T = TypeVar("T")
@@ -234,19 +235,6 @@ def _apply_schemas(connection: sqlite3.Connection, schemas: Sequence[Sequence[st
         raise
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the creation of the database file itself durable (its directory entry)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform / filesystem: SQLite's own syncs still apply
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _settle_futures(items: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
     """Runs on the event loop: hand every caller of a batch its result or exception."""
     for future, (ok, value) in items:
@@ -299,7 +287,7 @@ class _WriterThread(threading.Thread):
             self._connection = _prepare_writer(self.path, self.busy_timeout_ms)
             _apply_schemas(self._connection, self.schemas)
             self.commits += 1
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
         except BaseException as exc:
             if self._connection is not None:
                 self._connection.close()
