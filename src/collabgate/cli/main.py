@@ -66,21 +66,30 @@ def _parser() -> argparse.ArgumentParser:
         "backup", help="back up, verify or restore the embedded SQLite database (DATA_DIR)"
     )
     backup_commands = backup.add_subparsers(dest="backup_command", required=True)
-    create = backup_commands.add_parser(
-        "create", help="copy the database (the gateway may be running), verify the copy"
-    )
-    create.add_argument("path", type=Path, help="the backup file to write; must not exist")
-    create.set_defaults(func=_backup_create)
-    check = backup_commands.add_parser(
-        "verify", help="check a backup against its manifest, its integrity and its audit chain"
-    )
-    check.add_argument("path", type=Path, help="a file written by `collabgate backup create`")
-    check.set_defaults(func=_backup_verify)
-    restore = backup_commands.add_parser(
-        "restore", help="replace the database with a verified backup (the gateway must be stopped)"
-    )
-    restore.add_argument("path", type=Path, help="a file written by `collabgate backup create`")
-    restore.set_defaults(func=_backup_restore)
+    written = "a file written by `collabgate backup create`"
+    for name, summary, path_help, func in (
+        (
+            "create",
+            "copy the database (the gateway may be running), verify the copy",
+            "the backup file to write; must not exist",
+            _backup_create,
+        ),
+        (
+            "verify",
+            "check a backup against its manifest, its integrity and its audit chain",
+            written,
+            _backup_verify,
+        ),
+        (
+            "restore",
+            "replace the database with a verified backup (the gateway must be stopped)",
+            written,
+            _backup_restore,
+        ),
+    ):
+        step = backup_commands.add_parser(name, help=summary)
+        step.add_argument("path", type=Path, help=path_help)
+        step.set_defaults(func=func)
 
     migrate = commands.add_parser(
         "migrate", help="bring the PostgreSQL schema (COLLABGATE_DATABASE_URL) up to date"

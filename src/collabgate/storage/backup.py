@@ -107,8 +107,7 @@ def create_backup(database: Path, destination: Path) -> Manifest:
         os.replace(staging, destination)
         fsync_directory(destination.parent)
     finally:
-        for leftover in (staging, *(staging.with_name(staging.name + s) for s in _SIDECARS)):
-            leftover.unlink(missing_ok=True)
+        _remove_with_sidecars(staging)
     manifest = Manifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         source=str(database),
@@ -157,11 +156,7 @@ def restore_backup(backup: Path, database: Path) -> Path | None:
             os.replace(restoring, database)
             fsync_directory(database.parent)
         finally:
-            for leftover in (
-                restoring,
-                *(restoring.with_name(restoring.name + s) for s in _SIDECARS),
-            ):
-                leftover.unlink(missing_ok=True)
+            _remove_with_sidecars(restoring)
     return replaced
 
 
@@ -259,6 +254,12 @@ def _move_aside(database: Path) -> Path | None:
         if current.exists():
             os.replace(current, moved.with_name(moved.name + suffix))
     return moved
+
+
+def _remove_with_sidecars(path: Path) -> None:
+    """A working copy that did not become the backup or the database: it and its -wal, -shm."""
+    for suffix in ("", *_SIDECARS):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> tuple[str, int]:
