@@ -25,10 +25,12 @@ async function openAs (browser, user) {
   const errors = []
   page.on('pageerror', (error) => errors.push(String(error)))
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()) })
+  const sockets = []
+  page.on('websocket', (socket) => sockets.push(socket.url()))
   await page.goto(`${base}/demo?user=${user}&role=nurse&resource=${encodeURIComponent(resource)}`)
   await page.locator('#yjs-status', { hasText: 'synced' }).waitFor()
   await page.locator('#ws-status', { hasText: 'connected' }).waitFor()
-  return { page, errors }
+  return { page, errors, sockets }
 }
 
 const editorValue = (page) => page.locator('#editor').inputValue()
@@ -81,6 +83,10 @@ test('two users type in two windows, see one text and each other', { timeout: 60
       await bob.page.screenshot({ path: join(screenshots, 'demo-bob.png') })
     }
     assert.deepEqual([...alice.errors, ...bob.errors], [])
+    // The token travels as a subprotocol: no WebSocket URL carries it (access logs, history).
+    const urls = [...alice.sockets, ...bob.sockets]
+    assert.ok(urls.length >= 4, urls.join(' ')) // /yjs and /ws in each window
+    assert.deepEqual(urls.filter((url) => url.includes('token')), [])
   } finally {
     await browser.close()
   }

@@ -44,6 +44,28 @@ async def test_connected_is_the_first_frame_with_header_or_query_token(
         assert (await next_frame(ws))["type"] == "CONNECTED"
 
 
+async def test_a_browser_can_send_its_token_as_a_subprotocol_instead_of_in_the_url(
+    gateway: GatewayProcess,
+) -> None:
+    """`new WebSocket(url, ["collabgate", "bearer." + jwt])`: the token stays out of the URL
+    (and so out of load-balancer access logs); the gateway selects "collabgate"."""
+    offered = ["collabgate", f"bearer.{gateway.token('sub', 'surgeon')}"]
+    async with websockets.connect(gateway.ws_url, subprotocols=offered) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "collabgate"
+        frame = await next_frame(ws)
+    assert frame["type"] == "CONNECTED"
+    assert frame["user"]["userId"] == "sub"
+    resource = f"ws://127.0.0.1:{gateway.port}/yjs/patient:subprotocol-1"
+    async with websockets.connect(resource, subprotocols=offered) as yjs:  # type: ignore[arg-type]
+        assert yjs.subprotocol == "collabgate"
+        first = await yjs.recv()
+        assert isinstance(first, bytes)
+        assert first[:2] == b"\x00\x00"  # the server's SyncStep1, not a permission-denied
+    forged = ["collabgate", "bearer.not-a-jwt"]
+    async with websockets.connect(gateway.ws_url, subprotocols=forged) as ws:  # type: ignore[arg-type]
+        assert (await next_frame(ws))["code"] == "WS_2002"
+
+
 @pytest.mark.parametrize(
     ("token", "code"),
     [

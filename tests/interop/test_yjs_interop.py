@@ -59,10 +59,16 @@ def resource() -> str:
 
 
 async def open_peer(
-    peers: NodePeers, gateway: GatewayProcess, name: str, rid: str, role: str = "nurse"
+    peers: NodePeers,
+    gateway: GatewayProcess,
+    name: str,
+    rid: str,
+    role: str = "nurse",
+    token_in: str = "query",
 ) -> None:
+    token = gateway.token(name, role)
     await peers.call(
-        "open", peer=name, url=yjs_url(gateway), room=rid, token=gateway.token(name, role)
+        "open", peer=name, url=yjs_url(gateway), room=rid, token=token, tokenIn=token_in
     )
 
 
@@ -104,6 +110,20 @@ async def test_concurrent_edits_from_three_clients_converge(
     await peers.call("waitText", peer="alice", text=final)
     await peers.call("waitText", peer="bob", text=final)
     assert sorted(final.split(";")[:-1]) == sorted(t[:-1] for t in tokens)
+
+
+async def test_a_stock_provider_can_carry_its_token_as_a_subprotocol(
+    peers: NodePeers, gateway: GatewayProcess, ws_client: Callable[..., Any]
+) -> None:
+    """WebsocketProvider's own `protocols` option: the token stays out of the URL."""
+    rid = resource()
+    await open_peer(peers, gateway, "alice", rid, token_in="protocol")
+    carol: CollabClient = await ws_client("carol")
+    await carol.join(rid)
+    await peers.call("insert", peer="alice", index=0, text="from alice;")
+    await carol.edit(rid, insert_at_start("from carol;"))
+    final = await text_with(carol, rid, ["from alice;", "from carol;"])
+    await peers.call("waitText", peer="alice", text=final)
 
 
 async def test_awareness_reaches_every_client(

@@ -68,10 +68,13 @@ function until (emitter, event, check, timeoutMs, describe) {
 const waitSynced = (p, timeoutMs) => until(p.provider, 'sync', () => p.provider.synced, timeoutMs, () => 'sync')
 
 const ops = {
-  async open ({ peer: name, url, room, token, mode, timeoutMs = 10000 }) {
+  // tokenIn "protocol": the token travels as a WebSocket subprotocol, out of the URL.
+  async open ({ peer: name, url, room, token, mode, tokenIn = 'query', timeoutMs = 10000 }) {
     const doc = new Y.Doc()
-    const params = mode ? { token, mode } : { token }
-    const provider = new WebsocketProvider(url, room, doc, { params, WebSocketPolyfill: WebSocket, disableBc: true })
+    const params = tokenIn === 'query' ? { token } : {}
+    if (mode) params.mode = mode
+    const protocols = tokenIn === 'protocol' ? ['collabgate', `bearer.${token}`] : []
+    const provider = new WebsocketProvider(url, room, doc, { params, protocols, WebSocketPolyfill: WebSocket, disableBc: true })
     const p = { doc, provider, denied: [], onDenied: [], closes: 0 }
     provider.on('connection-close', () => { p.closes++ })
     peers.set(name, p)

@@ -36,17 +36,41 @@ log = structlog.get_logger(__name__)
 _GONE = (OSError, RuntimeError)
 
 
+#: The subprotocol a browser offers beside its token, which the gateway then selects:
+#: ``new WebSocket(url, ["collabgate", "bearer." + jwt])``.
+SUBPROTOCOL = "collabgate"
+#: How an offered subprotocol carries the token: ``bearer.<jwt>``.
+BEARER_SUBPROTOCOL = "bearer."
+
+
 def bearer_token(scope: Scope) -> str | None:
-    """The token from ``Authorization: Bearer …`` or, for browsers, the ``token`` query parameter."""
+    """The token from ``Authorization: Bearer …``; for browsers, which cannot set headers on a
+    WebSocket, from a ``bearer.<token>`` subprotocol or else the ``token`` query parameter.
+
+    The subprotocol keeps the token out of the URL, and so out of load-balancer access logs
+    (an ALB logs the whole request line, query string included) and browser history.
+    """
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     for name, value in headers:
         if name == b"authorization":
             scheme, _, credentials = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip()
+    for offered in scope.get("subprotocols", []):
+        if offered.startswith(BEARER_SUBPROTOCOL) and len(offered) > len(BEARER_SUBPROTOCOL):
+            return str(offered[len(BEARER_SUBPROTOCOL) :])
     query: dict[str, list[str]] = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     tokens = query.get("token")
     return tokens[0] if tokens and tokens[0] else None
+
+
+def accept_message(scope: Scope) -> dict[str, Any]:
+    """The handshake's answer: it selects ``collabgate`` when the client offered it (a browser
+    that offered subprotocols fails the handshake unless the server selects one)."""
+    message: dict[str, Any] = {"type": "websocket.accept"}
+    if SUBPROTOCOL in scope.get("subprotocols", []):
+        message["subprotocol"] = SUBPROTOCOL
+    return message
 
 
 def client_address(scope: Scope) -> str | None:
@@ -85,7 +109,7 @@ class SocketEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
+        await send(accept_message(scope))
         connection = await self._authenticate(scope, send)
         if connection is None:
             return
