@@ -87,10 +87,16 @@ class GatewayProcess:
         self._started.set()
 
     def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait for the exit code."""
+        """SIGTERM and wait for the exit code; a gateway that has not exited by ``timeout`` is
+        killed (and TimeoutExpired raised), so no stuck process outlives its test and skews the
+        timings of every test after it."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: nothing gets flushed."""
