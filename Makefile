@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict -p tools.load
+	$(VENV)/bin/mypy --strict -p tools.load -p tools.deploy
 
 # The relay core's CPU per update in process, what the embedded SQLite file costs per update, the
 # core fan-out benchmark, then three instances on Redis + RabbitMQ + PostgreSQL against one
