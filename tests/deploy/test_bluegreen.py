@@ -12,7 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
-from tools.deploy.bluegreen import COLOURS, BlueGreen, DeployFailed, Stack, Timing
+from tools.deploy.bluegreen import (
+    COLOURS,
+    BlueGreen,
+    DeployCancelled,
+    DeployFailed,
+    Stack,
+    Timing,
+)
 from tools.deploy.notify import notifier
 from tools.deploy.smoke import SmokeTestFailed, smoke_test
 from tools.monitoring.receiver import NotificationReceiver
@@ -203,6 +210,28 @@ def test_targets_that_never_turn_healthy_roll_back_before_any_traffic_moves(
         bluegreen.deploy("collabgate:1.2.0")
     assert sleeps == []  # no step was taken: each step starts with its minute's wait
     assert bluegreen.weights() == {"blue": 100, "green": 0}
+
+
+def test_a_deployment_cancelled_halfway_puts_all_traffic_back(
+    aws: str, outputs: dict[str, Any], slack: NotificationReceiver
+) -> None:
+    """The job is cancelled (or times out) while traffic is split 50/50: the signal becomes
+    DeployCancelled inside the wait, and the rollback still runs."""
+    stack = Stack.from_outputs(outputs)
+    tasks_come_up(aws, stack, "green")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:  # the minute at 50/50
+            raise DeployCancelled("cancelled by SIGTERM")
+
+    bluegreen = controller(aws, stack, lambda colour: None, slack, [])
+    bluegreen.sleep = sleep
+    with pytest.raises(DeployFailed, match="cancelled by SIGTERM"):
+        bluegreen.deploy("collabgate:1.3.0")
+    assert bluegreen.weights() == {"blue": 100, "green": 0}
+    assert any("Rollback" in m and "DeployCancelled" in m for m in messages(slack))
 
 
 def test_the_smoke_test_names_what_failed(gateway: GatewayProcess) -> None:

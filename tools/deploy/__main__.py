@@ -15,11 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]
-from tools.deploy.bluegreen import COLOURS, BlueGreen, DeployFailed, Stack, Timing, other
+from tools.deploy.bluegreen import (
+    COLOURS,
+    BlueGreen,
+    DeployCancelled,
+    DeployFailed,
+    Stack,
+    Timing,
+    other,
+)
 from tools.deploy.notify import notifier
 from tools.deploy.smoke import smoke_test
 
@@ -47,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         notify=notify,
         timing=Timing(step_seconds=args.step_seconds),
     )
+    for cancel in (signal.SIGINT, signal.SIGTERM):  # a cancelled job: roll back, then exit
+        signal.signal(cancel, _cancelled)
     try:
         if args.command == "status":
             print(json.dumps({"weights": controller.weights(), "live": controller.live()}))
@@ -60,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploy: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cancelled(signum: int, _: object) -> None:
+    raise DeployCancelled(f"cancelled by {signal.Signals(signum).name}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -38,6 +38,10 @@ class DeployFailed(RuntimeError):
     """The deployment stopped and traffic is back on the colour that served before."""
 
 
+class DeployCancelled(Exception):
+    """Raised into a running deployment (the CI job was cancelled or timed out): it rolls back."""
+
+
 @dataclass(frozen=True)
 class Stack:
     """The names terraform outputs for the controller (terraform/README.md, Outputs)."""
@@ -73,7 +77,9 @@ class Timing:
     #: The new colour's weight after each step; the seed's 100/0 → 50/50 → 0/100.
     shift: tuple[int, ...] = (50, 100)
     step_seconds: float = 60.0
-    healthy_timeout_seconds: float = 600.0
+    #: With the 2-minute smoke test and the two steps, a deployment stays under the 10 minutes
+    #: of the workflow's job, which must never cut one off before its rollback.
+    healthy_timeout_seconds: float = 300.0
     poll_seconds: float = 5.0
 
 
