@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.variants import parse_variant  # noqa: E402
 from tools.load import runner  # noqa: E402
 
 ROWS = (
@@ -90,14 +91,6 @@ def _disk_writer(megabytes: int) -> Iterator[None]:
         target.unlink(missing_ok=True)
 
 
-def _variant(text: str) -> tuple[str, dict[str, str]]:
-    label, _, assignments = text.partition(":")
-    env = dict(pair.split("=", 1) for pair in assignments.split(",") if "=" in pair)
-    if not label or not env:
-        raise argparse.ArgumentTypeError(f"expected LABEL:NAME=VALUE[,NAME=VALUE], got {text!r}")
-    return label, env
-
-
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -105,7 +98,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--dd-mb", type=int, default=1000, help="megabytes per dd pass")
     parser.add_argument(
         "--variant",
-        type=_variant,
+        type=parse_variant,
         action="append",
         default=[],
         help="LABEL:NAME=VALUE[,NAME=VALUE]: another build or setting, run in every round",

@@ -69,6 +69,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.variants import parse_variant  # noqa: E402
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
 SERVERS = ("collabgate", "y-websocket", "y-websocket-leveldb", "pycrdt-websocket")
@@ -78,12 +79,9 @@ SERVERS = ("collabgate", "y-websocket", "y-websocket-leveldb", "pycrdt-websocket
 GATEWAY_VARIANTS: dict[str, dict[str, str]] = {}
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+def gateway_variant(text: str) -> tuple[str, dict[str, str]]:
     """``label:NAME=VALUE[,NAME=VALUE…]`` → (``collabgate+label``, the environment overrides)."""
-    label, _, assignments = text.partition(":")
-    env = dict(pair.split("=", 1) for pair in assignments.split(",") if "=" in pair)
-    if not label or not env:
-        raise argparse.ArgumentTypeError(f"expected label:NAME=VALUE[,NAME=VALUE], got {text!r}")
+    label, env = parse_variant(text)
     return f"collabgate+{label}", env
 
 
@@ -515,7 +513,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--gateway-variant",
-        type=parse_variant,
+        type=gateway_variant,
         action="append",
         default=[],
         metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
