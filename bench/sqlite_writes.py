@@ -177,7 +177,9 @@ def store(
             documents_sqlite._fold(connection)
     elif variant.documents:
         documents_sqlite._append_many(
-            connection, appends, heads=None if variant.heads_from_tables else heads
+            connection,
+            [(append, None) for append in appends],
+            heads=None if variant.heads_from_tables else heads,
         )
     if variant.audit:
         index_rows = sys.maxsize if variant.previous_layout else audit_sqlite.INDEX_ROWS

@@ -142,7 +142,8 @@ class Runtime:
                 writer_nice=settings.sqlite_writer_nice,
                 on_commit=self.metrics.storage_commit_duration.observe,
             )
-            return sqlite, SqliteDocumentStore(sqlite), SqliteAuditStore(sqlite)
+            sqlite_audit = SqliteAuditStore(sqlite)
+            return sqlite, SqliteDocumentStore(sqlite, audit=sqlite_audit), sqlite_audit
         self.adapters.update(documents="postgres", audit="postgres")
         postgres = PostgresDatabase(
             settings.database_url.get_secret_value(),
@@ -154,7 +155,8 @@ class Runtime:
             metrics=self.metrics,
             application_name=f"collabgate:{settings.instance_name}",
         )
-        return postgres, PostgresDocumentStore(postgres), PostgresAuditStore(postgres)
+        postgres_audit = PostgresAuditStore(postgres)
+        return postgres, PostgresDocumentStore(postgres, audit=postgres_audit), postgres_audit
 
     async def _state_adapters(self) -> tuple[SessionStore, PresenceStore, LockStore]:
         settings = self.settings

@@ -16,6 +16,10 @@ from typing import Any, Protocol
 import pytest
 from pycrdt import Doc, Text
 
+from collabgate.audit.chain import verify
+from collabgate.audit.port import AuditEvent, AuditEventType, AuditRecord
+from collabgate.audit.postgres import PostgresAuditStore
+from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.documents.port import DocumentStore, DuplicateRevisionError, StoredDocument
 from collabgate.documents.postgres import PostgresDocumentStore
 from collabgate.documents.sqlite import SqliteDocumentStore
@@ -46,6 +50,14 @@ class DocumentBackend(Protocol):
         """Writes those commits held (a write refused on its own is not one)."""
         ...
 
+    async def audit_records(self) -> list[AuditRecord]:
+        """The audit trail of the store last opened (its stores share the database)."""
+        ...
+
+    async def refuse_audit_records_of(self, resource_id: str) -> None:
+        """From now on the database refuses to store an audit record of ``resource_id``."""
+        ...
+
 
 class SqliteBackend:
     def __init__(self, tmp_path: Path) -> None:
@@ -55,7 +67,8 @@ class SqliteBackend:
 
     async def open(self) -> DocumentStore:
         self.database = SqliteDatabase(self.path, max_batch=2048)
-        store = SqliteDocumentStore(self.database)
+        self.audit = SqliteAuditStore(self.database)
+        store = SqliteDocumentStore(self.database, audit=self.audit)
         await self.database.open()
         self.opened.append((self.database, store))
         return store
@@ -77,6 +90,18 @@ class SqliteBackend:
         assert self.database is not None
         return self.database.writes
 
+    async def audit_records(self) -> list[AuditRecord]:
+        return await self.audit.records()
+
+    async def refuse_audit_records_of(self, resource_id: str) -> None:
+        assert self.database is not None
+        trigger = (
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            f" WHEN NEW.resource_id = '{resource_id}'"
+            " BEGIN SELECT RAISE(ABORT, 'audit record refused'); END"
+        )
+        await self.database.write(lambda connection: connection.execute(trigger))
+
 
 class PostgresBackend:
     """A database of the test's own (cgtest_<uuid>), migrated on first open, dropped at the end."""
@@ -91,7 +116,8 @@ class PostgresBackend:
             await self.pg.create()
         self.database = PostgresDatabase(self.pg.url, max_batch=2048, health_check_interval=None)
         await self.database.open()
-        store = PostgresDocumentStore(self.database)
+        self.audit = PostgresAuditStore(self.database)
+        store = PostgresDocumentStore(self.database, audit=self.audit)
         self.opened.append((self.database, store))
         return store
 
@@ -111,6 +137,26 @@ class PostgresBackend:
     def writes(self) -> int:
         assert self.database is not None
         return self.database.writes
+
+
+    async def audit_records(self) -> list[AuditRecord]:
+        return await self.audit.records()
+
+    async def refuse_audit_records_of(self, resource_id: str) -> None:
+        assert self.database is not None
+        statements = (
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN IF NEW.resource_id = '{resource_id}' THEN"
+            " RAISE EXCEPTION 'audit record refused'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        )
+
+        async def install(connection: Any) -> None:
+            for statement in statements:
+                await connection.execute(statement)
+
+        await self.database.write(install, lane="documents")
 
 
 BACKENDS: dict[str, Callable[[Path], DocumentBackend]] = {
@@ -384,3 +430,78 @@ async def test_a_lone_append_is_committed_on_its_own(document_backend: DocumentB
     before = document_backend.commits()
     await asyncio.wait_for(store.append(RESOURCE, 1, b"alone"), timeout=5)
     assert document_backend.commits() - before == 1
+
+
+# --- an update and its audit record: one transaction ---------------------------------------------
+
+
+def updated(resource_id: str, revision: int) -> AuditEvent:
+    return AuditEvent(
+        AuditEventType.DOCUMENT_UPDATED,
+        occurred_at=1_700_000_000_000 + revision,
+        instance_id="contract",
+        user_id="dr-who",
+        resource_id=resource_id,
+        connection_id="c1",
+        details={"revision": revision, "bytes": 3},
+    )
+
+
+def recorded(records: list[AuditRecord]) -> list[tuple[str | None, int]]:
+    return [(r.event.resource_id, r.event.details["revision"]) for r in records]
+
+
+async def test_an_update_is_stored_with_its_audit_record(
+    document_backend: DocumentBackend,
+) -> None:
+    store = await document_backend.open()
+    await asyncio.gather(
+        *(store.append(RESOURCE, n, b"u%d" % n, updated(RESOURCE, n)) for n in range(1, 6))
+    )
+    # Durable together: nothing was flushed, the database is closed and opened again.
+    await document_backend.close()
+    store = await document_backend.open()
+    records = await document_backend.audit_records()
+    assert recorded(records) == [(RESOURCE, n) for n in range(1, 6)]
+    assert verify(records).ok
+    assert (await store.load(RESOURCE)).updates == [b"u%d" % n for n in range(1, 6)]
+
+
+async def test_a_refused_duplicate_leaves_no_audit_record(
+    document_backend: DocumentBackend,
+) -> None:
+    store = await document_backend.open()
+    await store.append(RESOURCE, 1, b"first", updated(RESOURCE, 1))
+    with pytest.raises(DuplicateRevisionError):
+        await store.append(RESOURCE, 1, b"second", updated(RESOURCE, 1))
+    assert recorded(await document_backend.audit_records()) == [(RESOURCE, 1)]
+
+
+async def test_an_update_whose_record_cannot_be_stored_is_not_stored(
+    document_backend: DocumentBackend,
+) -> None:
+    store = await document_backend.open()
+    await document_backend.refuse_audit_records_of("patient:unaudited")
+    results = await asyncio.gather(
+        store.append(RESOURCE, 1, b"audited", updated(RESOURCE, 1)),
+        store.append("patient:unaudited", 1, b"lost", updated("patient:unaudited", 1)),
+        store.append(RESOURCE, 2, b"audited too", updated(RESOURCE, 2)),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert "audit record refused" in str(results[1])
+    assert (await store.load("patient:unaudited")).updates == []
+    assert (await store.load(RESOURCE)).updates == [b"audited", b"audited too"]
+    assert recorded(await document_backend.audit_records()) == [(RESOURCE, 1), (RESOURCE, 2)]
+
+
+async def test_a_store_without_an_audit_store_refuses_a_record(tmp_path: Path) -> None:
+    database = SqliteDatabase(tmp_path / "collabgate.sqlite3")
+    store = SqliteDocumentStore(database)
+    await database.open()
+    try:
+        with pytest.raises(ValueError, match="no audit store"):
+            await store.append(RESOURCE, 1, b"one", updated(RESOURCE, 1))
+        assert (await store.load(RESOURCE)).updates == []
+    finally:
+        await database.close()

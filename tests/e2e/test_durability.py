@@ -80,6 +80,18 @@ async def test_acknowledged_edits_survive_kill_9(tmp_path: Path) -> None:
     finally:
         restarted.terminate()
     assert audit_verify(tmp_path).returncode == 0
+    # Every stored update has its DOCUMENT_UPDATED record, the last ones before the kill too.
+    assert audited_revisions(tmp_path, RESOURCE) == list(range(1, state.revision + 1))
+
+
+def audited_revisions(data_dir: Path, resource_id: str) -> list[int]:
+    with sqlite3.connect(data_dir / "collabgate.sqlite3") as database:
+        rows = database.execute(
+            "SELECT details FROM audit_log WHERE event_type = 'DOCUMENT_UPDATED'"
+            " AND resource_id = ? ORDER BY seq",
+            (resource_id,),
+        ).fetchall()
+    return sorted(orjson.loads(details)["revision"] for (details,) in rows)
 
 
 async def frames_until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:

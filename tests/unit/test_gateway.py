@@ -53,7 +53,7 @@ class Harness:
         self.settings = Settings(**{"lock_holder_grace_seconds": 0.0, **settings})
         self.audit = AuditCollector()
         self.clock = Clock()
-        self.store = MemoryDocumentStore()
+        self.store = MemoryDocumentStore(audit=self.audit)
         self.gateway = Gateway(
             self.settings,
             Ports(
@@ -99,11 +99,13 @@ class GatedStore:
         await asyncio.sleep(0)  # a round trip to the database: other tasks run meanwhile
         return await self.inner.load(resource_id)
 
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+    async def append(
+        self, resource_id: str, revision: int, update: bytes, record: Any = None
+    ) -> None:
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
-        await self.inner.append(resource_id, revision, update)
+        await self.inner.append(resource_id, revision, update, record)
         self.appended.append(revision)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:

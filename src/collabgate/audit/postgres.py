@@ -180,6 +180,18 @@ class PostgresAuditStore:
 
     # --- internals ---------------------------------------------------------------------------
 
+    @property
+    def database(self) -> PostgresDatabase:
+        return self._db
+
+    async def append_in_transaction(
+        self, connection: Connection, prepared: list[PreparedEvent]
+    ) -> None:
+        """Chain ``prepared`` in the caller's transaction, for a write that must be durable
+        with its records or not at all (a document update: documents/postgres.py). It takes
+        the head lock, which that transaction then holds until it ends."""
+        await self._append_batches(connection, [prepared])
+
     async def _append_batches(
         self, connection: Connection, batches: list[list[PreparedEvent]]
     ) -> Sequence[None]:

@@ -175,6 +175,10 @@ class SqliteAuditStore:
         if create_schema:
             database.add_schema(SCHEMA)
 
+    @property
+    def database(self) -> SqliteDatabase:
+        return self._db
+
     async def append(self, events: Sequence[AuditEvent]) -> None:
         self._check_open()
         if not events:
@@ -182,6 +186,13 @@ class SqliteAuditStore:
         # Encode on the caller's side: the writer thread only hashes and inserts.
         prepared = [prepare_event(event) for event in events]
         await self._db.write(partial(_append, prepared, index_rows=self._index_rows))
+
+    def append_in_transaction(
+        self, connection: sqlite3.Connection, prepared: list[PreparedEvent]
+    ) -> None:
+        """Chain ``prepared`` in the writer's transaction in progress, for a write that must be
+        durable with its records or not at all (a document update: documents/sqlite.py)."""
+        _append(prepared, connection, index_rows=self._index_rows)
 
     async def records(self, after_seq: int = 0, limit: int = 10_000) -> list[AuditRecord]:
         self._check_open()

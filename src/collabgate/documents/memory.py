@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collabgate.audit.port import AuditEvent, AuditSink
 from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 
 
 class MemoryDocumentStore:
-    def __init__(self) -> None:
+    """Nothing here survives the process, so an append's audit record goes to ``audit`` once
+    the update is stored; without it, an append with a record is refused."""
+
+    def __init__(self, audit: AuditSink | None = None) -> None:
         self._documents: dict[str, StoredDocument] = {}
+        self._audit = audit
 
     async def load(self, resource_id: str) -> StoredDocument:
         stored = self._documents.get(resource_id, StoredDocument())
@@ -15,13 +20,19 @@ class MemoryDocumentStore:
             stored.snapshot, stored.snapshot_revision, list(stored.updates), stored.last_revision
         )
 
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+    async def append(
+        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
+    ) -> None:
+        if record is not None and self._audit is None:
+            raise ValueError("this document store has no audit sink to write the record to")
         stored = self._documents.get(resource_id, StoredDocument())
         if revision <= stored.revision:
             raise DuplicateRevisionError(resource_id, revision)
         self._documents[resource_id] = StoredDocument(
             stored.snapshot, stored.snapshot_revision, [*stored.updates, update], revision
         )
+        if record is not None and self._audit is not None:
+            self._audit.record(record)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         stored = self._documents.get(resource_id, StoredDocument())

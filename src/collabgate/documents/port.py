@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from collabgate.audit.port import AuditEvent
+
 
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
@@ -39,8 +41,15 @@ class DocumentStore(Protocol):
         """The stored document; an empty one when the resource has never been written."""
         ...
 
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+    async def append(
+        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
+    ) -> None:
         """Store ``update`` as ``revision``. Durable when the call returns.
+
+        ``record``, the audit event that describes the update, is stored in the same
+        transaction: the update is durable with its record or not at all, so no crash can leave
+        a stored edit that the audit trail does not show. A store without an audit trail
+        refuses a record with ``ValueError`` rather than drop it.
 
         Revisions only grow: a revision at or below one already stored (or compacted) is refused
         with :class:`DuplicateRevisionError`, and nothing is overwritten.

@@ -7,22 +7,36 @@ returns only once that transaction is committed. A duplicate revision fails its 
 the insert skips it (``ON CONFLICT DO NOTHING`` / covered by the snapshot) and the append gets
 :class:`~collabgate.documents.port.DuplicateRevisionError`, as with SQLite.
 
+An update's audit record (``DOCUMENT_UPDATED``), when the caller gives one, is chained by the
+audit store in the same transaction as the update
+(:meth:`~collabgate.audit.postgres.PostgresAuditStore.append_in_transaction`), so a crash can't
+leave a stored update without its record. That transaction takes the audit head lock once per
+batch, after its insert, and holds it until its commit.
+
 Tables (migration 0001): ``document_snapshots (resource_id PK, revision, snapshot)`` and
 ``document_updates (resource_id, revision, data, PRIMARY KEY (resource_id, revision))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Final
 
+from collabgate.audit.chain import PreparedEvent, prepare_event
+from collabgate.audit.port import AuditEvent
+from collabgate.audit.postgres import PostgresAuditStore
 from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 from collabgate.storage.postgres import Connection, PostgresDatabase
 
 LANE: Final = "documents"
 
+#: One stored update: resource id, revision, update.
 _Append = tuple[str, int, bytes]
+#: One queued append: the update, and the audit record to store with it.
+_Queued = tuple[_Append, PreparedEvent | None]
+#: Chains audit records in the lane's transaction in progress.
+_ChainRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
 
 #: Stores every item whose revision is above everything stored for its resource (updates and
 #: snapshot); returns what it stored. Revisions only grow: an update numbered below one already
@@ -74,12 +88,23 @@ class PostgresDocumentStore:
     """:class:`~collabgate.documents.port.DocumentStore` on a shared :class:`PostgresDatabase`.
 
     The database is shared with the audit store and owned by whoever created it: :meth:`close`
-    stops this store and leaves the database open.
+    stops this store and leaves the database open. ``audit``, the audit store on the same
+    database, chains the records given with appends; without it, an append with a record is
+    refused.
     """
 
-    def __init__(self, database: PostgresDatabase) -> None:
+    def __init__(
+        self, database: PostgresDatabase, *, audit: PostgresAuditStore | None = None
+    ) -> None:
+        if audit is not None and audit.database is not database:
+            raise ValueError("the audit store must write to the same PostgreSQL database")
         self._db = database
         self._closed = False
+        self._audited = audit is not None
+        # One object for every append: the lane runs consecutive writes of one operation together.
+        self._append_many = partial(
+            _append_many, chain_records=audit.append_in_transaction if audit is not None else None
+        )
 
     async def load(self, resource_id: str) -> StoredDocument:
         self._check_open()
@@ -96,12 +121,19 @@ class PostgresDocumentStore:
             last_revision = int(revision)
         return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
 
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+    async def append(
+        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
+    ) -> None:
         self._check_open()
         if revision < 1:
             raise ValueError(f"revision must be at least 1 (got {revision})")
-        item: _Append = (resource_id, revision, bytes(update))
-        await self._db.write_many(_append_many, item, lane=LANE)
+        if record is not None and not self._audited:
+            raise ValueError("this document store has no audit store to write the record to")
+        item: _Queued = (
+            (resource_id, revision, bytes(update)),
+            prepare_event(record) if record is not None else None,
+        )
+        await self._db.write_many(self._append_many, item, lane=LANE)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         """Replace the updates up to ``revision`` by ``snapshot``; an older snapshot is ignored."""
@@ -122,16 +154,19 @@ async def _load(resource_id: str, connection: Connection) -> list[tuple[int, int
     return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
 
-async def _append_many(connection: Connection, items: list[_Append]) -> Sequence[Exception | None]:
-    """Store a batch of appends with one statement; refuse duplicates one by one.
+async def _append_many(
+    connection: Connection, items: list[_Queued], *, chain_records: _ChainRecords | None = None
+) -> Sequence[Exception | None]:
+    """Store a batch of appends with one statement; refuse duplicates one by one; chain the
+    audit records of the stored ones with ``chain_records`` in the same transaction.
 
     A revision repeated within the batch is stored once, for its first append; the later ones
     are refused like any other duplicate.
     """
     first: dict[tuple[str, int], int] = {}
-    for index, (resource_id, revision, _) in enumerate(items):
+    for index, ((resource_id, revision, _), _) in enumerate(items):
         first.setdefault((resource_id, revision), index)
-    unique = [items[index] for index in first.values()]
+    unique = [items[index][0] for index in first.values()]
     rows = await connection.fetch(
         _INSERT_UPDATES,
         [resource_id for resource_id, _, _ in unique],
@@ -140,10 +175,17 @@ async def _append_many(connection: Connection, items: list[_Append]) -> Sequence
     )
     stored = {(str(row[0]), int(row[1])) for row in rows}
     outcomes: list[Exception | None] = []
-    for index, (resource_id, revision, _) in enumerate(items):
+    records: list[PreparedEvent] = []
+    for index, ((resource_id, revision, _), record) in enumerate(items):
         key = (resource_id, revision)
         ok = key in stored and first[key] == index
         outcomes.append(None if ok else DuplicateRevisionError(resource_id, revision))
+        if ok and record is not None:
+            records.append(record)
+    if records:
+        if chain_records is None:
+            raise ValueError("audit records given to a document store without an audit store")
+        await chain_records(connection, records)
     return outcomes
 
 

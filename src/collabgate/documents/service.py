@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
+from collabgate.audit.port import AuditEvent
 from collabgate.documents.port import DocumentStore, DuplicateRevisionError
 from collabgate.documents.server_document import ServerDocument
 
@@ -89,16 +90,24 @@ class DocumentService:
         self._last_used[document.resource_id] = time.monotonic()
         return revision
 
-    async def persist(self, document: ServerDocument, revision: int, update: bytes) -> int:
+    async def persist(
+        self,
+        document: ServerDocument,
+        revision: int,
+        update: bytes,
+        record: Callable[[int], AuditEvent] | None = None,
+    ) -> int:
         """Store ``update``; return the revision it was stored as, once it is durable.
 
         Normally that is ``revision``. With several instances writing one resource, another
         instance may have stored that number first: the store refuses the duplicate (nothing is
         overwritten) and the update is stored under the next free revision instead.
+        ``record(revision)`` is the audit event stored in the same transaction as the update.
         """
         for attempt in range(MAX_REVISION_RETRIES):
             try:
-                await self._store.append(document.resource_id, revision, update)
+                event = record(revision) if record is not None else None
+                await self._store.append(document.resource_id, revision, update, event)
                 break
             except DuplicateRevisionError:
                 if attempt == MAX_REVISION_RETRIES - 1:

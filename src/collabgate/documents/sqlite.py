@@ -16,6 +16,10 @@ measures the difference). Every read and check looks at both tables; the staging
 index, so they scan it, which its bound (``fold_rows`` rows) keeps cheap. Both are written in
 the same transactions, so nothing is durable in one and not the other.
 
+An update's audit record (``DOCUMENT_UPDATED``), when the caller gives one, is chained by the
+audit store in the same transaction as the update (:meth:`SqliteAuditStore.append_in_transaction`):
+one commit makes both durable, so a crash can't leave a stored update without its record.
+
 The revision check of an append (revisions only grow) needs the highest stored revision of the
 resource. Read from the tables, that is a scan of the staging table per batch: most of the
 writer's work for a commit of a few updates. :class:`RevisionHeads` keeps it in memory instead,
@@ -27,12 +31,15 @@ it read the tables again.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TypeVar
 
 import orjson
 
+from collabgate.audit.chain import PreparedEvent, prepare_event
+from collabgate.audit.port import AuditEvent
+from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.documents.port import DuplicateRevisionError, StoredDocument
 from collabgate.storage.sqlite import SqliteDatabase, fold_when_due
 
@@ -48,8 +55,12 @@ FOLD_ROWS = 2048
 #: Resources whose highest revision :class:`RevisionHeads` keeps; past it, it starts again empty.
 HEADS_KEPT = 65_536
 
-#: One queued append: resource id, revision, update.
+#: One stored update: resource id, revision, update.
 _Append = tuple[str, int, bytes]
+#: One queued append: the update, and the audit record to store with it.
+_Queued = tuple[_Append, PreparedEvent | None]
+#: Chains audit records in the writer's transaction in progress.
+_ChainRecords = Callable[[sqlite3.Connection, list[PreparedEvent]], None]
 T = TypeVar("T")
 
 #: Moves the staged updates into the large table, sorted into its key order.
@@ -93,17 +104,33 @@ class SqliteDocumentStore:
     """:class:`~collabgate.documents.port.DocumentStore` on a shared :class:`SqliteDatabase`.
 
     The database is shared with the audit store and owned by whoever created it: :meth:`close`
-    stops this store and leaves the database open.
+    stops this store and leaves the database open. ``audit``, the audit store on the same
+    database, chains the records given with appends; without it, an append with a record is
+    refused.
     """
 
-    def __init__(self, database: SqliteDatabase, *, fold_rows: int = FOLD_ROWS) -> None:
+    def __init__(
+        self,
+        database: SqliteDatabase,
+        *,
+        audit: SqliteAuditStore | None = None,
+        fold_rows: int = FOLD_ROWS,
+    ) -> None:
         if fold_rows < 1:
             raise ValueError(f"fold_rows must be at least 1 (got {fold_rows})")
+        if audit is not None and audit.database is not database:
+            raise ValueError("the audit store must write to the same SQLite database")
         self._db = database
         self._closed = False
+        self._audited = audit is not None
         heads = RevisionHeads()
         # One object for every append: the writer runs consecutive writes of one operation together.
-        self._append_many = partial(_append_many, fold_rows=fold_rows, heads=heads)
+        self._append_many = partial(
+            _append_many,
+            fold_rows=fold_rows,
+            heads=heads,
+            chain_records=audit.append_in_transaction if audit is not None else None,
+        )
         database.add_schema(SCHEMA)
         database.add_transaction_listener(heads.transaction_ended)
 
@@ -111,11 +138,19 @@ class SqliteDocumentStore:
         self._check_open()
         return await self._db.read(partial(_load, resource_id))
 
-    async def append(self, resource_id: str, revision: int, update: bytes) -> None:
+    async def append(
+        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
+    ) -> None:
         self._check_open()
         if revision < 1:
             raise ValueError(f"revision must be at least 1 (got {revision})")
-        item: _Append = (resource_id, revision, bytes(update))
+        if record is not None and not self._audited:
+            raise ValueError("this document store has no audit store to write the record to")
+        # Encoded on the caller's side: the writer thread only hashes and inserts.
+        item: _Queued = (
+            (resource_id, revision, bytes(update)),
+            prepare_event(record) if record is not None else None,
+        )
         await self._db.write_many(self._append_many, item)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
@@ -207,10 +242,11 @@ class RevisionHeads:
 
 def _append_many(
     connection: sqlite3.Connection,
-    items: list[_Append],
+    items: list[_Queued],
     *,
     fold_rows: int = FOLD_ROWS,
     heads: RevisionHeads | None = None,
+    chain_records: _ChainRecords | None = None,
 ) -> Sequence[DuplicateRevisionError | None]:
     """Insert, never overwrite; revisions only grow: one at or below a stored one is refused
     (it could slip under a compaction that loaded before it and be deleted unseen).
@@ -218,29 +254,37 @@ def _append_many(
     The batch is checked against the highest stored revision of each of its resources (from
     ``heads``, or read from the tables without it) and against the appends before it in the
     batch; the accepted ones are staged with one statement per :data:`ROWS_PER_STATEMENT`, then
-    folded once ``fold_rows`` are staged.
+    folded once ``fold_rows`` are staged. The audit records of the accepted ones are chained
+    by ``chain_records`` in the same transaction.
     """
-    resource_ids = list({resource_id for resource_id, _, _ in items})
+    resource_ids = list({update[0] for update, _ in items})
     top = (
         heads.highest(connection, resource_ids)
         if heads is not None
         else _highest_revisions(connection, resource_ids)
     )
     accepted: list[_Append] = []
+    records: list[PreparedEvent] = []
     outcomes: list[DuplicateRevisionError | None] = []
-    for item in items:
-        resource_id, revision, _ = item
+    for update, record in items:
+        resource_id, revision, _ = update
         if revision <= top.get(resource_id, 0):
             outcomes.append(DuplicateRevisionError(resource_id, revision))
             continue
         top[resource_id] = revision
-        accepted.append(item)
+        accepted.append(update)
+        if record is not None:
+            records.append(record)
         outcomes.append(None)
     insert_updates(connection, "document_updates_staged", accepted)
     if accepted:
         if heads is not None:
             heads.record(accepted)
         _fold_when_full(connection, len(accepted), fold_rows)
+    if records:
+        if chain_records is None:
+            raise ValueError("audit records given to a document store without an audit store")
+        chain_records(connection, records)
     return outcomes
 
 

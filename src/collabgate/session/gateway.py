@@ -619,8 +619,8 @@ class Gateway:
     ) -> asyncio.Future[int]:
         """Apply and relay one update (both codecs) and queue it for storage.
 
-        Returns a future of the stored revision, done once the update is durable (and not
-        before ``after`` is done); the audit record is written then. Peers see the edit at once;
+        Returns a future of the stored revision, done once the update is durable with its
+        audit record (one transaction) and not before ``after`` is done. Peers see the edit at once;
         the ACK a /ws sender gets waits for the future.
         """
         connection.require_editor(resource_id)
@@ -651,14 +651,10 @@ class Gateway:
         update: bytes,
         after: asyncio.Future[int] | None,
     ) -> int:
-        revision = await self.documents.persist(document, revision, update)
+        record = partial(self._update_record, connection, document.resource_id, len(update))
+        revision = await self.documents.persist(document, revision, update, record)
         self.metrics.update_bytes.observe(len(update))
-        self._audit(
-            AuditEventType.DOCUMENT_UPDATED,
-            connection,
-            document.resource_id,
-            {"revision": revision, "bytes": len(update)},
-        )
+        self.metrics.audit_logs_written.inc()  # stored with the update, not by the trail
         if after is not None:  # a revision retry can finish an earlier update's store later
             await settled(after)
         return revision
@@ -1193,16 +1189,30 @@ class Gateway:
         resource_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        self.audit.record(
-            AuditEvent(
-                event_type,
-                self._now(),
-                self.instance_id,
-                user_id=connection.user_id,
-                resource_id=resource_id,
-                connection_id=connection.id,
-                details=details or {},
-            )
+        self.audit.record(self._event(event_type, connection, resource_id, details))
+
+    def _update_record(
+        self, connection: Connection, resource_id: str, size: int, revision: int
+    ) -> AuditEvent:
+        """The ``DOCUMENT_UPDATED`` record stored in the same transaction as the update."""
+        details = {"revision": revision, "bytes": size}
+        return self._event(AuditEventType.DOCUMENT_UPDATED, connection, resource_id, details)
+
+    def _event(
+        self,
+        event_type: AuditEventType,
+        connection: Connection,
+        resource_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            event_type,
+            self._now(),
+            self.instance_id,
+            user_id=connection.user_id,
+            resource_id=resource_id,
+            connection_id=connection.id,
+            details=details or {},
         )
 
 
