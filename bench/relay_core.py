@@ -98,15 +98,16 @@ async def embedded_gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 @asynccontextmanager
 async def relay_only_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    audit = DroppingAuditSink()
     gateway = Gateway(
         settings,
         Ports(
             presence=MemoryPresenceStore(),
             locks=MemoryLockStore(),
             documents=DocumentService(
-                MemoryDocumentStore(), compaction_threshold=settings.compaction_threshold
+                MemoryDocumentStore(audit), compaction_threshold=settings.compaction_threshold
             ),
-            audit=DroppingAuditSink(),
+            audit=audit,
             bus=InProcessBus(),
             sessions=MemorySessionStore(),
         ),

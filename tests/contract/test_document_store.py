@@ -138,17 +138,18 @@ class PostgresBackend:
         assert self.database is not None
         return self.database.writes
 
-
     async def audit_records(self) -> list[AuditRecord]:
+        await self.audit.chain_pending()  # records stored with updates wait in audit_pending
         return await self.audit.records()
 
     async def refuse_audit_records_of(self, resource_id: str) -> None:
+        """On the table an update's transaction writes its record to."""
         assert self.database is not None
         statements = (
             "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS"
             f" $$ BEGIN IF NEW.resource_id = '{resource_id}' THEN"
             " RAISE EXCEPTION 'audit record refused'; END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_pending"
             " FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
         )
 
@@ -488,7 +489,8 @@ async def test_an_update_whose_record_cannot_be_stored_is_not_stored(
         store.append(RESOURCE, 2, b"audited too", updated(RESOURCE, 2)),
         return_exceptions=True,
     )
-    assert results[0] is None and results[2] is None
+    assert results[0] is None
+    assert results[2] is None
     assert "audit record refused" in str(results[1])
     assert (await store.load("patient:unaudited")).updates == []
     assert (await store.load(RESOURCE)).updates == [b"audited", b"audited too"]
