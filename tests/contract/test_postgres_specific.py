@@ -660,6 +660,8 @@ async def test_records_left_pending_by_a_crash_are_chained_by_the_next_append_an
         await crashed.stash_in_transaction(connection, stashed)
 
     await database.write(stash_without_chaining, lane="documents")
+    before = await verify_postgres(pg.url)
+    assert (before.ok, before.records_checked, before.pending) == (True, 0, 3)
     other_instance = PostgresDatabase(pg.url, health_check_interval=None)
     await other_instance.open()
     try:
@@ -672,6 +674,8 @@ async def test_records_left_pending_by_a_crash_are_chained_by_the_next_append_an
         assert await pg.fetch("SELECT id FROM audit_pending") == []
     finally:
         await other_instance.close()
+    after = await verify_postgres(pg.url)
+    assert (after.ok, after.records_checked, after.pending) == (True, 4, 0)
 
 
 async def test_several_instances_chain_every_update_record_exactly_once(

@@ -492,7 +492,12 @@ async def verify_postgres(database_url: str) -> VerifyReport:
     try:
         report = await verify_store(store)
         missing = await store.missing_guards()
+        pending = await database.read(_pending_count)
     finally:
         await database.close()
     problems = report.problems + [f"append-only guard missing: {name}" for name in missing]
-    return VerifyReport(not problems, report.records_checked, problems)
+    return VerifyReport(not problems, report.records_checked, problems, pending)
+
+
+async def _pending_count(connection: Connection) -> int:
+    return int(await connection.fetchval("SELECT count(*) FROM audit_pending"))
