@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,22 @@ def routed_worker_main(args: tuple[dict[str, str], tuple[Any, ...]]) -> WorkerRe
     return fanout.worker_main(worker_args)
 
 
+def print_warnings(gateways: list[GatewayProcess]) -> None:
+    """How often each instance logged each warning or error over the run: what a step that
+    fell over ran into (a storage timeout, a broker reconnect) rather than only that it did."""
+    for index, gateway in enumerate(gateways):
+        counts: Counter[str] = Counter()
+        example: dict[str, str] = {}
+        for line in gateway.warnings():
+            fields = json.loads(line) if line.startswith("{") else {"event": line[:80]}
+            event = str(fields.get("event", "?"))
+            counts[event] += 1
+            cause = fields.get("error") or str(fields.get("exception", "")).strip().split("\n")[-1]
+            example.setdefault(event, str(cause)[:160])
+        for event, count in counts.most_common(8):
+            print(f"instance {index}: {event} x{count} (first: {example[event]})", flush=True)
+
+
 def scrape(gateways: list[GatewayProcess]) -> dict[str, float]:
     """The instances' audit_logs_written_total and lock_acquisition_duration_seconds buckets,
     summed over instances (bucket upper bound in seconds → cumulative count)."""
@@ -70,6 +87,8 @@ def scrape(gateways: list[GatewayProcess]) -> dict[str, float]:
             for sample in family.samples:
                 if sample.name == "audit_logs_written_total":
                     key = "audit"
+                elif sample.name == "collabgate_document_revision_conflicts_total":
+                    key = "revision_conflicts"
                 elif sample.name == "lock_acquisition_duration_seconds_bucket":
                     key = f"lock_le_{sample.labels['le']}"
                 else:
@@ -145,6 +164,11 @@ def run_cluster_step(
         "audit_events_per_s": round(
             (metrics_after.get("audit", 0.0) - metrics_before.get("audit", 0.0)) / elapsed
         ),
+        # Stores retried under a later revision (another instance took theirs), whole step.
+        "revision_conflicts": round(
+            metrics_after.get("revision_conflicts", 0.0)
+            - metrics_before.get("revision_conflicts", 0.0)
+        ),
     }
 
 
@@ -211,6 +235,7 @@ def main() -> None:
                 for gateway in gateways:
                     if gateway.process is not None and gateway.process.poll() is None:
                         gateway.terminate()
+                print_warnings(gateways)
     finally:
         asyncio.run(database.drop())
         import redis
@@ -243,7 +268,7 @@ def main() -> None:
     header = [
         "setup", "users", "connected", "errors", "updates_per_s", "deliveries_per_s",
         "fanout_p50_ms", "fanout_p99_ms", "ack_p99_ms", "lock_p99_ms", "lock_decision_p99_le_ms",
-        "audit_events_per_s",
+        "audit_events_per_s", "revision_conflicts",
     ]  # fmt: skip
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -158,12 +158,7 @@ def serve(
             yield urls, psutil.Process(gateway.process.pid)
         finally:
             gateway.terminate()
-            warnings.extend(
-                line
-                for line in gateway.lines
-                if ('"level":"warning"' in line or '"level":"error"' in line)
-                and not any(quiet in line for quiet in QUIET_WARNINGS)
-            )
+            warnings.extend(gateway.warnings(QUIET_WARNINGS))
         return
     port = free_port()
     if name.startswith("y-websocket"):

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     redis_socket_timeout_seconds: float = Field(1.0, gt=0, description="Redis call timeout.")
     redis_max_connections: int = Field(100, ge=1, description="Redis connection pool size.")
+    redis_pool_timeout_seconds: float = Field(
+        1.0, gt=0, description="How long a Redis call waits for a free pooled connection."
+    )
     amqp_url: SecretStr | None = Field(
         None, description="RabbitMQ for room events across instances (default: in process)."
     )

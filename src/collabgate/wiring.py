@@ -80,6 +80,7 @@ class Runtime:
         self.documents = DocumentService(
             document_store,
             compaction_threshold=settings.compaction_threshold,
+            on_revision_conflict=self.metrics.revision_conflicts.inc,
             shared_store=settings.database_url is not None,
         )
         self.redis: aioredis.Redis | None = None
@@ -167,6 +168,7 @@ class Runtime:
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_socket_timeout_seconds,
             max_connections=settings.redis_max_connections,
+            pool_timeout=settings.redis_pool_timeout_seconds,
             client_name=f"collabgate:{settings.instance_name}",
         )
         guard = self.redis_guard = RedisGuard(self.metrics, redis_breaker())

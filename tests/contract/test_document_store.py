@@ -336,6 +336,21 @@ async def test_a_revision_covered_by_the_snapshot_is_refused(document_store: Doc
         await document_store.append(RESOURCE, 2, updates[1])
 
 
+async def test_last_revision_is_the_loads_revision_without_the_document(
+    document_store: DocumentStore,
+) -> None:
+    assert await document_store.last_revision(RESOURCE) == 0
+    updates, _ = edits(5)
+    await append_all(document_store, updates)
+    await document_store.append(RESOURCE, 9, b"after a gap")
+    await document_store.append("patient:other", 40, b"elsewhere")
+    assert await document_store.last_revision(RESOURCE) == 9
+    await document_store.compact(RESOURCE, 9, snapshot_of(updates))
+    assert (await document_store.load(RESOURCE)).updates == []
+    assert await document_store.last_revision(RESOURCE) == 9
+    assert await document_store.last_revision("patient:other") == 40
+
+
 async def test_a_refused_append_does_not_fail_the_appends_committed_with_it(
     document_store: DocumentStore,
 ) -> None:

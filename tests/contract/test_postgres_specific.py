@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import sys
 import threading
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from collabgate.audit.chain import GENESIS_HASH, link, prepare_event
 from collabgate.audit.port import AuditEvent, AuditEventType
@@ -621,6 +623,65 @@ async def test_several_gateway_instances_write_one_valid_chain(pg: PostgresTestD
     finally:
         for db in instances:
             await db.close()
+
+
+async def test_instances_storing_the_same_revisions_at_once_do_not_deadlock(
+    pg: PostgresTestDatabase,
+) -> None:
+    """Three instances' batches take the same keys in different orders, as when each of them
+    gave its own edit of every room the same next revision. A fourth transaction holds one key
+    until all three wait on it, so that their inserts then run at the same time."""
+    instances = [PostgresDatabase(pg.url, health_check_interval=None) for _ in range(3)]
+    for db in instances:
+        await db.open()
+    blocker = await asyncpg.connect(pg.url)
+    try:
+        stores = [PostgresDocumentStore(db) for db in instances]
+        for revision in (1, 2, 3):
+            keys = [(f"patient:{room}", revision) for room in range(200)]
+            orders = [list(keys) for _ in stores]
+            for seed, order in enumerate(orders):
+                random.Random(seed + 10 * revision).shuffle(order)
+            held = blocker.transaction()
+            await held.start()
+            await blocker.execute(
+                "INSERT INTO document_updates VALUES ($1, $2, $3)", *orders[0][100], b"held"
+            )
+            batches = [
+                asyncio.gather(
+                    *(store.append(resource, rev, b"x") for resource, rev in order),
+                    return_exceptions=True,
+                )
+                for store, order in zip(stores, orders, strict=True)
+            ]
+            with capture_logs() as logs:
+                waiting = asyncio.gather(*batches)
+                await wait_until_waiting_on_locks(pg, 3)
+                await held.rollback()  # all three go on at once
+                results = [r for rs in await waiting for r in rs]
+            failures = [r for r in results if isinstance(r, BaseException)]
+            assert all(isinstance(f, DuplicateRevisionError) for f in failures), failures
+            assert len(results) - len(failures) == len(keys)  # each key stored once
+            # A deadlock aborts a batch, which is then run again one write at a time.
+            isolated = [e["error"] for e in logs if e["event"] == "postgres_batch_isolating"]
+            assert isolated == []
+    finally:
+        await blocker.close()
+        for db in instances:
+            await db.close()
+
+
+async def wait_until_waiting_on_locks(pg: PostgresTestDatabase, count: int) -> None:
+    """Until ``count`` backends of the test database wait for a lock (10 s at most)."""
+    async with asyncio.timeout(10):
+        while True:
+            rows = await pg.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if len(rows) >= count:
+                return
+            await asyncio.sleep(0.01)
 
 
 # --- records stored with a document update ---------------------------------------------------------

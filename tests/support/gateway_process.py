@@ -107,6 +107,15 @@ class GatewayProcess:
     def logs_containing(self, text: str) -> list[str]:
         return [line for line in self.lines if text in line]
 
+    def warnings(self, quiet: tuple[str, ...] = ("jwt_development_key_trusted",)) -> list[str]:
+        """Its warning and error lines, but for the expected ones named in ``quiet``."""
+        return [
+            line
+            for line in self.lines
+            if ('"level":"warning"' in line or '"level":"error"' in line)
+            and not any(name in line for name in quiet)
+        ]
+
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """Block until a log line containing ``text`` arrives (or was already there)."""
         with self._new_line:

@@ -108,6 +108,10 @@ class GatedStore:
         await self.inner.append(resource_id, revision, update, record)
         self.appended.append(revision)
 
+    async def last_revision(self, resource_id: str) -> int:
+        await asyncio.sleep(0)  # a round trip to the database: other tasks run meanwhile
+        return int(await self.inner.last_revision(resource_id))
+
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         await self.inner.compact(resource_id, revision, snapshot)
 

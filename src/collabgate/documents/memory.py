@@ -20,6 +20,9 @@ class MemoryDocumentStore:
             stored.snapshot, stored.snapshot_revision, list(stored.updates), stored.last_revision
         )
 
+    async def last_revision(self, resource_id: str) -> int:
+        return self._documents.get(resource_id, StoredDocument()).revision
+
     async def append(
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:

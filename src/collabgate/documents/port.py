@@ -41,6 +41,11 @@ class DocumentStore(Protocol):
         """The stored document; an empty one when the resource has never been written."""
         ...
 
+    async def last_revision(self, resource_id: str) -> int:
+        """The highest revision stored for the resource (0 when never written): what
+        :meth:`load` would report as ``revision``, without reading the document."""
+        ...
+
     async def append(
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:

@@ -41,6 +41,9 @@ _StashRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
 #: Stores every item whose revision is above everything stored for its resource (updates and
 #: snapshot); returns what it stored. Revisions only grow: an update numbered below one already
 #: stored could slip under a compaction that loaded before it and be deleted unseen.
+#: Rows go in in key order: two instances inserting the same keys (a revision both took) wait
+#: on each other's uncommitted row, and in different orders each waited for the other, a
+#: deadlock that aborted both batches (bench/cluster.py, docs/performance.md).
 _INSERT_UPDATES = """
     INSERT INTO document_updates (resource_id, revision, data)
     SELECT u.resource_id, u.revision, u.data
@@ -53,6 +56,7 @@ _INSERT_UPDATES = """
         SELECT 1 FROM document_updates d
         WHERE d.resource_id = u.resource_id AND d.revision >= u.revision
     )
+    ORDER BY u.resource_id, u.revision
     ON CONFLICT (resource_id, revision) DO NOTHING
     RETURNING resource_id, revision
 """
@@ -68,6 +72,14 @@ _LOAD = """
     WHERE u.resource_id = $1
       AND u.revision > coalesce((SELECT revision FROM snapshot), 0)
     ORDER BY part, revision
+"""
+
+#: Both reads are one index probe: the updates' primary key, the snapshots' primary key.
+_LAST_REVISION = """
+    SELECT greatest(
+        coalesce((SELECT max(revision) FROM document_updates WHERE resource_id = $1), 0),
+        coalesce((SELECT revision FROM document_snapshots WHERE resource_id = $1), 0)
+    )
 """
 
 #: Upsert the snapshot unless a newer one is stored, and drop the updates it covers, in one
@@ -121,6 +133,10 @@ class PostgresDocumentStore:
             last_revision = int(revision)
         return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
 
+    async def last_revision(self, resource_id: str) -> int:
+        self._check_open()
+        return await self._db.read(partial(_last_revision, resource_id))
+
     async def append(
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:
@@ -156,6 +172,10 @@ async def _load(resource_id: str, connection: Connection) -> list[tuple[int, int
     return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
 
+async def _last_revision(resource_id: str, connection: Connection) -> int:
+    return int(await connection.fetchval(_LAST_REVISION, resource_id))
+
+
 async def _append_many(
     connection: Connection, items: list[_Queued], *, stash_records: _StashRecords | None = None
 ) -> Sequence[Exception | None]:
@@ -168,7 +188,7 @@ async def _append_many(
     first: dict[tuple[str, int], int] = {}
     for index, ((resource_id, revision, _), _) in enumerate(items):
         first.setdefault((resource_id, revision), index)
-    unique = [items[index][0] for index in first.values()]
+    unique = sorted(items[index][0] for index in first.values())
     rows = await connection.fetch(
         _INSERT_UPDATES,
         [resource_id for resource_id, _, _ in unique],

@@ -31,6 +31,7 @@ class DocumentService:
         *,
         compaction_threshold: int,
         on_compaction_error: Callable[[BaseException], None] | None = None,
+        on_revision_conflict: Callable[[], object] | None = None,
         shared_store: bool = False,
     ) -> None:
         self._store = store
@@ -40,6 +41,7 @@ class DocumentService:
         self._last_used: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._on_compaction_error = on_compaction_error
+        self._on_revision_conflict = on_revision_conflict
         #: Other instances write the same store: joins and SYNCs re-read it (see :meth:`refresh`).
         self.shared_store = shared_store
 
@@ -110,10 +112,14 @@ class DocumentService:
                 await self._store.append(document.resource_id, revision, update, event)
                 break
             except DuplicateRevisionError:
+                if self._on_revision_conflict is not None:
+                    self._on_revision_conflict()
                 if attempt == MAX_REVISION_RETRIES - 1:
                     raise
-                stored = await self._store.load(document.resource_id)
-                document.revision = max(document.revision, stored.revision) + 1
+                # Only the number is needed: the edits behind it reach this copy by the bus
+                # (or a SYNC), and reading the whole document per clash made clashes costly.
+                stored = await self._store.last_revision(document.resource_id)
+                document.revision = max(document.revision, stored) + 1
                 revision = document.revision
         document.stored_revision = max(document.stored_revision, revision)
         if document.updates_since_snapshot >= self._threshold:

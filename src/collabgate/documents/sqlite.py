@@ -138,6 +138,10 @@ class SqliteDocumentStore:
         self._check_open()
         return await self._db.read(partial(_load, resource_id))
 
+    async def last_revision(self, resource_id: str) -> int:
+        self._check_open()
+        return await self._db.read(partial(_last_revision, resource_id))
+
     async def append(
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:
@@ -325,6 +329,10 @@ def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) 
 def _fold(connection: sqlite3.Connection) -> None:
     connection.execute(_FOLD)
     connection.execute("DELETE FROM document_updates_staged")
+
+
+def _last_revision(resource_id: str, connection: sqlite3.Connection) -> int:
+    return _highest_revisions(connection, [resource_id]).get(resource_id, 0)
 
 
 def _highest_revisions(connection: sqlite3.Connection, resource_ids: list[str]) -> dict[str, int]:

@@ -94,6 +94,12 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.revision_conflicts = Counter(
+            "collabgate_document_revision_conflicts_total",
+            "Update stores retried under a later revision another instance had taken first"
+            " (each retry reloads the document).",
+            registry=r,
+        )
         self.update_bytes = Histogram(
             "collabgate_yjs_update_bytes",
             "Size of accepted Y.js updates.",

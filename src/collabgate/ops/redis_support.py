@@ -154,9 +154,15 @@ async def create_redis(
     socket_connect_timeout: float = 1.0,
     health_check_interval: int = 15,
     max_connections: int = 100,
+    pool_timeout: float = 1.0,
     client_name: str = "collabgate",
 ) -> aioredis.Redis:
     """A pooled asyncio client for ``url``, checked with PING before it is returned.
+
+    With all ``max_connections`` busy, a call waits up to ``pool_timeout`` for one to come back
+    (a blocking pool). redis-py's default pool fails such a call at once with "Too many
+    connections", which under a burst turned a queue of a few milliseconds into failed requests
+    and failed presence and session clean-ups (bench/cluster.py, docs/performance.md).
 
     Short timeouts because every caller is a user waiting on a frame: better a quick WS_5002 than a
     five-second stall (redis-py's default). Exactly one quick retry, and only on a broken
@@ -168,8 +174,9 @@ async def create_redis(
     """
     shown = redact_url(url)
     try:
-        client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            timeout=pool_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             health_check_interval=health_check_interval,
@@ -182,6 +189,7 @@ async def create_redis(
                 supported_errors=(redis_errors.ConnectionError,),
             ),
         )
+        client = aioredis.Redis.from_pool(pool)
     except ValueError as exc:
         raise RedisStartupError(f"{REDIS_URL_VARIABLE}: invalid Redis URL {shown}: {exc}") from None
     try:
