@@ -139,17 +139,15 @@ class PostgresBackend:
         return self.database.writes
 
     async def audit_records(self) -> list[AuditRecord]:
-        await self.audit.chain_pending()  # records stored with updates wait in audit_pending
         return await self.audit.records()
 
     async def refuse_audit_records_of(self, resource_id: str) -> None:
-        """On the table an update's transaction writes its record to."""
         assert self.database is not None
         statements = (
             "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS"
             f" $$ BEGIN IF NEW.resource_id = '{resource_id}' THEN"
             " RAISE EXCEPTION 'audit record refused'; END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_pending"
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
             " FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
         )
 

@@ -28,7 +28,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from collabgate.audit.chain import GENESIS_HASH, link, prepare_event
+from collabgate.audit.chain import GENESIS_HASH, link
 from collabgate.audit.port import AuditEvent, AuditEventType
 from collabgate.audit.postgres import (
     AuditRetentionError,
@@ -236,21 +236,21 @@ async def test_migrations_go_up_down_and_up_again() -> None:
     await pg.create(migrated=False)
     try:
         assert await current_revision(pg.url) is None
-        assert await migrate(pg.url) == ["0001", "0002", "0003"]
+        assert await migrate(pg.url) == ["0001", "0002"]
         assert await migrate(pg.url) == []  # idempotent
         assert await current_revision(pg.url) == SCHEMA_HEAD
 
-        assert await downgrade(pg.url, revision="0001") == ["0003", "0002"]
+        assert await downgrade(pg.url, revision="0001") == ["0002"]
         tables = {row[0] for row in await pg.fetch("SELECT tablename FROM pg_tables")}
         assert "document_updates" in tables
-        assert not tables & {"audit_log", "audit_head", "audit_retention", "audit_pending"}
+        assert not tables & {"audit_log", "audit_head", "audit_retention"}
 
         assert await downgrade(pg.url, revision="base") == ["0001"]
         assert await current_revision(pg.url) is None
         tables = {row[0] for row in await pg.fetch("SELECT tablename FROM pg_tables")}
         assert not tables & {"document_updates", "document_snapshots"}
 
-        assert await migrate(pg.url) == ["0001", "0002", "0003"]
+        assert await migrate(pg.url) == ["0001", "0002"]
         db = PostgresDatabase(pg.url, health_check_interval=None)
         await db.open()
         try:
@@ -270,7 +270,7 @@ async def test_a_downgrade_refuses_to_drop_stored_rows_unless_allowed(
     with pytest.raises(MigrationError, match="refusing to drop audit_log"):
         await downgrade(pg.url, revision="0001")
     assert await current_revision(pg.url) == SCHEMA_HEAD  # the failed run changed nothing
-    assert await downgrade(pg.url, revision="0001", allow_data_loss=True) == ["0003", "0002"]
+    assert await downgrade(pg.url, revision="0001", allow_data_loss=True) == ["0002"]
 
 
 async def test_concurrent_migrations_take_turns() -> None:
@@ -290,7 +290,7 @@ async def test_concurrent_migrations_take_turns() -> None:
         ]
         outputs = [(await process.communicate())[0].decode().strip() for process in processes]
         assert [process.returncode for process in processes] == [0, 0, 0]
-        assert sorted(outputs) == ["", "", "0001,0002,0003"]
+        assert sorted(outputs) == ["", "", "0001,0002"]
         assert await current_revision(pg.url) == SCHEMA_HEAD
         # In one process, runs take turns too (Alembic's context is process-global).
         assert await asyncio.gather(migrate(pg.url), migrate(pg.url)) == [[], []]
@@ -699,46 +699,6 @@ def updated(n: int) -> AuditEvent:
     )
 
 
-async def test_an_updates_record_is_chained_by_the_audit_lane_on_its_own(
-    pg: PostgresTestDatabase, database: PostgresDatabase
-) -> None:
-    audit = PostgresAuditStore(database)
-    documents = PostgresDocumentStore(database, audit=audit)
-    await documents.append("patient:1", 1, b"u1", updated(1))
-    await audit.close()  # waits for the chaining the append queued, which nobody asked for
-    records = await PostgresAuditStore(database).records()
-    assert [(r.seq, r.event.details["revision"]) for r in records] == [(1, 1)]
-    assert await pg.fetch("SELECT id FROM audit_pending") == []
-
-
-async def test_records_left_pending_by_a_crash_are_chained_by_the_next_append_anywhere(
-    pg: PostgresTestDatabase, database: PostgresDatabase
-) -> None:
-    crashed = PostgresAuditStore(database)
-    stashed = [prepare_event(updated(n)) for n in (1, 2, 3)]
-
-    async def stash_without_chaining(connection: Any) -> None:
-        await crashed.stash_in_transaction(connection, stashed)
-
-    await database.write(stash_without_chaining, lane="documents")
-    before = await verify_postgres(pg.url)
-    assert (before.ok, before.records_checked, before.pending) == (True, 0, 3)
-    other_instance = PostgresDatabase(pg.url, health_check_interval=None)
-    await other_instance.open()
-    try:
-        store = PostgresAuditStore(other_instance)
-        await store.append([event(9)])
-        records = await store.records()
-        # The pending records, oldest first, then the new event: one chain.
-        assert [r.event.details.get("revision") for r in records] == [1, 2, 3, None]
-        assert (await verify_store(store)).ok
-        assert await pg.fetch("SELECT id FROM audit_pending") == []
-    finally:
-        await other_instance.close()
-    after = await verify_postgres(pg.url)
-    assert (after.ok, after.records_checked, after.pending) == (True, 4, 0)
-
-
 async def test_several_instances_chain_every_update_record_exactly_once(
     pg: PostgresTestDatabase,
 ) -> None:
@@ -760,10 +720,7 @@ async def test_several_instances_chain_every_update_record_exactly_once(
                 )
 
         await asyncio.gather(*(write(index) for index in range(3)))
-        for audit in audits:
-            await audit.close()
         store = PostgresAuditStore(instances[0])
-        await store.chain_pending()
         records = await store.records(0, 10_000)
         revisions = [r.event.details["revision"] for r in records if "revision" in r.event.details]
         assert sorted(revisions) == [100 * i + n for i in range(3) for n in range(1, 41)]
@@ -772,20 +729,6 @@ async def test_several_instances_chain_every_update_record_exactly_once(
     finally:
         for db in instances:
             await db.close()
-
-
-async def test_the_pending_table_refuses_update_and_truncate(
-    pg: PostgresTestDatabase, database: PostgresDatabase
-) -> None:
-    audit = PostgresAuditStore(database)
-    await database.write(
-        lambda connection: audit.stash_in_transaction(connection, [prepare_event(updated(1))]),
-        lane="documents",
-    )
-    for statement in ("UPDATE audit_pending SET details = '{}'", "TRUNCATE audit_pending"):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-            await pg.fetch(statement)
-    assert len(await pg.fetch("SELECT id FROM audit_pending")) == 1
 
 
 # --- group commit, lanes, health -------------------------------------------------------------------

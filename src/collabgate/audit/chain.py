@@ -164,8 +164,6 @@ class VerifyReport:
     ok: bool
     records_checked: int
     problems: list[str] = field(default_factory=list)
-    #: Records stored with a document update and not chained yet (PostgreSQL's audit_pending).
-    pending: int = 0
 
 
 class ChainVerifier:

@@ -1,13 +1,11 @@
 """The audit trail in PostgreSQL: append-only, hash-chained, ONE chain for every gateway instance.
 
-Records written with a document update (``DOCUMENT_UPDATED``) take another way in, so that the
-update and its record are durable together without document commits queueing for the head lock:
-the update's transaction inserts the record into ``audit_pending``
-(:meth:`PostgresAuditStore.stash_in_transaction`), and every append transaction of the audit lane
-first moves the pending records into the chain (``DELETE … RETURNING``, then chained with the
-rest, so each is chained exactly once, by whichever instance gets there first). After a stash the
-store schedules such a transaction itself; after a crash, the next append of any instance chains
-what was left. Migration 0003 explains the measurement behind this.
+A document update's record (``DOCUMENT_UPDATED``) is chained in the update's own transaction
+(:meth:`PostgresAuditStore.append_in_transaction`, called from the documents lane), so the update
+is durable with its record or not at all. That transaction then holds the head lock from its
+chaining to its commit, like an append of the audit lane. A table of pending records, chained
+later by the audit lane, kept document commits off that lock but measured slower on every count
+(docs/performance.md, "An update and its audit record in one transaction").
 
 How appends stay one chain across instances: every append transaction first locks the single
 ``audit_head`` row ``FOR UPDATE``, reads the last (seq, hash) there, chains its events onto it,
@@ -34,7 +32,6 @@ of time by ``collabgate migrate``).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +42,6 @@ from typing import Any, Final
 import asyncpg
 import asyncpg.exceptions as pg_errors
 import orjson
-import structlog
 
 from collabgate.audit.chain import (
     GENESIS_HASH,
@@ -58,8 +54,6 @@ from collabgate.audit.chain import (
 from collabgate.audit.port import AuditEvent, AuditRecord
 from collabgate.audit.verify import verify_store
 from collabgate.storage.postgres import Connection, PostgresDatabase
-
-log = structlog.get_logger(__name__)
 
 LANE: Final = "audit"
 #: Months of partitions created ahead of the one being written.
@@ -75,7 +69,6 @@ GUARD_TRIGGERS: Final[dict[str, tuple[str, ...]]] = {
         "audit_retention_no_delete",
         "audit_retention_no_truncate",
     ),
-    "audit_pending": ("audit_pending_no_update", "audit_pending_no_truncate"),
 }
 #: Triggers each monthly partition must have (row triggers are cloned, TRUNCATE is created).
 PARTITION_TRIGGERS: Final = GUARD_TRIGGERS["audit_log"]
@@ -99,26 +92,6 @@ _INSERT = f"""
     ) AS r
 """
 _MOVE_HEAD = "UPDATE audit_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id = 1"
-_PENDING_COLUMNS = (
-    "occurred_at, event_type, instance_id, user_id, resource_id, connection_id, details, canonical"
-)
-_STASH = f"""
-    INSERT INTO audit_pending ({_PENDING_COLUMNS})
-    SELECT * FROM unnest(
-        $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::bytea[]
-    )
-"""
-#: The oldest pending records, taken out to be chained (run under the head lock).
-_TAKE_PENDING = f"""
-    DELETE FROM audit_pending
-    WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT $1)
-    RETURNING id, {_PENDING_COLUMNS}
-"""
-#: Pending records chained per transaction: a backlog left by a long outage is moved in steps.
-PENDING_PER_TRANSACTION: Final = 10_000
-#: An audit-lane write with no events of its own: it only chains the pending records.
-_NOTHING_NEW: Final[list[PreparedEvent]] = []
 _ENSURE_PARTITIONS = "SELECT name FROM collabgate_audit_ensure_partitions($1, $2) AS name"
 _PARTITIONS = """
     SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -151,9 +124,6 @@ class PostgresAuditStore:
         self._db = database
         self._closed = False
         self._months: set[tuple[int, int]] = set()  # (year, month) partitions known to exist
-        #: A transaction that will chain the pending records is queued on the audit lane.
-        self._drain_queued = False
-        self._drains: set[asyncio.Task[None]] = set()
 
     # --- the port ----------------------------------------------------------------------------
 
@@ -174,49 +144,7 @@ class PostgresAuditStore:
         return await self._db.read(_head)
 
     async def close(self) -> None:
-        """Let a queued chaining of pending records finish (they are durable either way)."""
-        if self._drains:
-            await asyncio.gather(*self._drains, return_exceptions=True)
         self._closed = True
-
-    # --- records stored with a document update -------------------------------------------------
-
-    @property
-    def database(self) -> PostgresDatabase:
-        return self._db
-
-    async def stash_in_transaction(
-        self, connection: Connection, prepared: Sequence[PreparedEvent]
-    ) -> None:
-        """Store ``prepared`` in ``audit_pending`` in the caller's transaction (a document
-        update's, documents/postgres.py); :meth:`chain_pending_soon` once it has committed."""
-        columns: list[list[Any]] = [[] for _ in range(8)]
-        for values, canonical in prepared:
-            for column, value in zip(columns, (*values, canonical), strict=True):
-                column.append(value)
-        await connection.execute(_STASH, *columns)
-
-    def chain_pending_soon(self) -> None:
-        """Queue a transaction on the audit lane that chains the pending records, unless one
-        is queued already (it will find these too: it takes them once it runs)."""
-        if self._drain_queued or self._closed:
-            return
-        self._drain_queued = True
-        task = asyncio.get_running_loop().create_task(self._drain())
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
-
-    async def chain_pending(self) -> None:
-        """Chain every pending record now (tests and operators; the gateway does it by itself)."""
-        self._check_open()
-        await self._db.write_many(self._append_batches, _NOTHING_NEW, lane=LANE)
-
-    async def _drain(self) -> None:
-        try:
-            await self._db.write_many(self._append_batches, _NOTHING_NEW, lane=LANE)
-        except Exception as exc:  # they stay pending: the next append of any instance takes them
-            log.warning("audit_pending_not_chained", error=repr(exc))
-            self._drain_queued = False
 
     # --- verification and operations ---------------------------------------------------------
 
@@ -259,22 +187,32 @@ class PostgresAuditStore:
 
     # --- internals ---------------------------------------------------------------------------
 
+    @property
+    def database(self) -> PostgresDatabase:
+        return self._db
+
+    async def append_in_transaction(
+        self, connection: Connection, prepared: list[PreparedEvent]
+    ) -> None:
+        """Chain ``prepared`` in the caller's transaction, for a write that must be durable
+        with its records or not at all (a document update: documents/postgres.py). It takes
+        the head lock, which that transaction then holds until it ends."""
+        await self._append_batches(connection, [prepared])
+
     async def _append_batches(
         self, connection: Connection, batches: list[list[PreparedEvent]]
     ) -> Sequence[None]:
-        """Chain the pending records, then every queued batch, onto the locked head, and store
-        them with one insert."""
+        """Chain every queued batch onto the locked head and store them with one insert."""
+        # The month's partition is made before the head lock: creating it locks audit_log,
+        # which a document transaction waiting for the head may already hold (a deadlock).
+        await self._ensure_month(connection, datetime.now(UTC))
         row = await connection.fetchrow(_LOCK_HEAD)
         if row is None:
             raise RuntimeError("audit_head has no row: the schema is damaged")
         seq, prev_hash, recorded_at = int(row[0]), str(row[1]), row[2]
-        self._drain_queued = False  # a stash committed from here on is not taken below
-        pending = await self._take_pending(connection)
-        if not pending and not any(batches):
-            return [None] * len(batches)
         await self._ensure_month(connection, recorded_at)
         columns: list[list[Any]] = [[] for _ in range(10)]
-        for batch in (pending, *batches):
+        for batch in batches:
             for values, canonical in batch:
                 seq += 1
                 digest = link_canonical(prev_hash, seq, canonical)
@@ -288,15 +226,6 @@ class PostgresAuditStore:
             raise
         await connection.execute(_MOVE_HEAD, seq, prev_hash, recorded_at)
         return [None] * len(batches)
-
-    async def _take_pending(self, connection: Connection) -> list[PreparedEvent]:
-        """Delete the oldest pending records and return them, oldest first, to be chained in
-        the same transaction; when there were more, queue another round."""
-        rows = await connection.fetch(_TAKE_PENDING, PENDING_PER_TRANSACTION)
-        if len(rows) == PENDING_PER_TRANSACTION:
-            self.chain_pending_soon()
-        rows = sorted(rows, key=lambda row: int(row["id"]))
-        return [(tuple(row.values())[1:8], bytes(row["canonical"])) for row in rows]
 
     async def _ensure_month(self, connection: Connection, recorded_at: datetime) -> None:
         month = (recorded_at.year, recorded_at.month)
@@ -492,12 +421,7 @@ async def verify_postgres(database_url: str) -> VerifyReport:
     try:
         report = await verify_store(store)
         missing = await store.missing_guards()
-        pending = await database.read(_pending_count)
     finally:
         await database.close()
     problems = report.problems + [f"append-only guard missing: {name}" for name in missing]
-    return VerifyReport(not problems, report.records_checked, problems, pending)
-
-
-async def _pending_count(connection: Connection) -> int:
-    return int(await connection.fetchval("SELECT count(*) FROM audit_pending"))
+    return VerifyReport(not problems, report.records_checked, problems)

@@ -7,11 +7,11 @@ returns only once that transaction is committed. A duplicate revision fails its 
 the insert skips it (``ON CONFLICT DO NOTHING`` / covered by the snapshot) and the append gets
 :class:`~collabgate.documents.port.DuplicateRevisionError`, as with SQLite.
 
-An update's audit record (``DOCUMENT_UPDATED``), when the caller gives one, is stored in the same
-transaction as the update, so a crash can't leave a stored update without its record: into
-``audit_pending`` (:meth:`~collabgate.audit.postgres.PostgresAuditStore.stash_in_transaction`),
-from where the audit lane chains it moments later. Chaining it right here would make every
-document commit wait for the cross-instance audit head lock (see migration 0003).
+An update's audit record (``DOCUMENT_UPDATED``), when the caller gives one, is chained by the
+audit store in the same transaction as the update
+(:meth:`~collabgate.audit.postgres.PostgresAuditStore.append_in_transaction`), so a crash can't
+leave a stored update without its record. That transaction takes the audit head lock once per
+batch, after its insert, and holds it until its commit.
 
 Tables (migration 0001): ``document_snapshots (resource_id PK, revision, snapshot)`` and
 ``document_updates (resource_id, revision, data, PRIMARY KEY (resource_id, revision))``.
@@ -35,8 +35,8 @@ LANE: Final = "documents"
 _Append = tuple[str, int, bytes]
 #: One queued append: the update, and the audit record to store with it.
 _Queued = tuple[_Append, PreparedEvent | None]
-#: Stores audit records in the lane's transaction in progress.
-_StashRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
+#: Chains audit records in the lane's transaction in progress.
+_ChainRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
 
 #: Stores every item whose revision is above everything stored for its resource (updates and
 #: snapshot); returns what it stored. Revisions only grow: an update numbered below one already
@@ -115,7 +115,7 @@ class PostgresDocumentStore:
         self._audit = audit
         # One object for every append: the lane runs consecutive writes of one operation together.
         self._append_many = partial(
-            _append_many, stash_records=audit.stash_in_transaction if audit is not None else None
+            _append_many, chain_records=audit.append_in_transaction if audit is not None else None
         )
 
     async def load(self, resource_id: str) -> StoredDocument:
@@ -150,8 +150,6 @@ class PostgresDocumentStore:
             prepare_event(record) if record is not None else None,
         )
         await self._db.write_many(self._append_many, item, lane=LANE)
-        if self._audit is not None and record is not None:
-            self._audit.chain_pending_soon()
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         """Replace the updates up to ``revision`` by ``snapshot``; an older snapshot is ignored."""
@@ -177,10 +175,10 @@ async def _last_revision(resource_id: str, connection: Connection) -> int:
 
 
 async def _append_many(
-    connection: Connection, items: list[_Queued], *, stash_records: _StashRecords | None = None
+    connection: Connection, items: list[_Queued], *, chain_records: _ChainRecords | None = None
 ) -> Sequence[Exception | None]:
-    """Store a batch of appends with one statement; refuse duplicates one by one; store the
-    audit records of the stored ones with ``stash_records`` in the same transaction.
+    """Store a batch of appends with one statement; refuse duplicates one by one; chain the
+    audit records of the stored ones with ``chain_records`` in the same transaction.
 
     A revision repeated within the batch is stored once, for its first append; the later ones
     are refused like any other duplicate.
@@ -205,9 +203,9 @@ async def _append_many(
         if ok and record is not None:
             records.append(record)
     if records:
-        if stash_records is None:
+        if chain_records is None:
             raise ValueError("audit records given to a document store without an audit store")
-        await stash_records(connection, records)
+        await chain_records(connection, records)
     return outcomes
 
 
