@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from collabgate.audit.chain import PreparedEvent, prepare_event
 from collabgate.audit.port import AuditEvent
 
 
@@ -70,3 +71,22 @@ class DocumentStore(Protocol):
     async def close(self) -> None:
         """Commit what is pending and release the store."""
         ...
+
+
+#: An append as the database adapters queue it: (resource id, revision, update), and the audit
+#: record to chain with it, encoded.
+QueuedAppend = tuple[tuple[str, int, bytes], PreparedEvent | None]
+
+
+def queued_append(
+    resource_id: str, revision: int, update: bytes, record: AuditEvent | None, *, audited: bool
+) -> QueuedAppend:
+    """Check an append's arguments and encode its record on the caller's side (the database
+    writer only hashes and inserts); ``audited``: the store has an audit store to chain it."""
+    if revision < 1:
+        raise ValueError(f"revision must be at least 1 (got {revision})")
+    if record is not None and not audited:
+        raise ValueError("this document store has no audit store to write the record to")
+    return (resource_id, revision, bytes(update)), (
+        prepare_event(record) if record is not None else None
+    )

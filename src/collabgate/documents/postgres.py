@@ -23,18 +23,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Final
 
-from collabgate.audit.chain import PreparedEvent, prepare_event
+from collabgate.audit.chain import PreparedEvent
 from collabgate.audit.port import AuditEvent
 from collabgate.audit.postgres import PostgresAuditStore
-from collabgate.documents.port import DuplicateRevisionError, StoredDocument
+from collabgate.documents.port import (
+    DuplicateRevisionError,
+    QueuedAppend,
+    StoredDocument,
+    queued_append,
+)
 from collabgate.storage.postgres import Connection, PostgresDatabase
 
 LANE: Final = "documents"
 
 #: One stored update: resource id, revision, update.
 _Append = tuple[str, int, bytes]
-#: One queued append: the update, and the audit record to store with it.
-_Queued = tuple[_Append, PreparedEvent | None]
 #: Chains audit records in the lane's transaction in progress.
 _ChainRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
 
@@ -112,7 +115,7 @@ class PostgresDocumentStore:
             raise ValueError("the audit store must write to the same PostgreSQL database")
         self._db = database
         self._closed = False
-        self._audit = audit
+        self._audited = audit is not None
         # One object for every append: the lane runs consecutive writes of one operation together.
         self._append_many = partial(
             _append_many, chain_records=audit.append_in_transaction if audit is not None else None
@@ -141,14 +144,7 @@ class PostgresDocumentStore:
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:
         self._check_open()
-        if revision < 1:
-            raise ValueError(f"revision must be at least 1 (got {revision})")
-        if record is not None and self._audit is None:
-            raise ValueError("this document store has no audit store to write the record to")
-        item: _Queued = (
-            (resource_id, revision, bytes(update)),
-            prepare_event(record) if record is not None else None,
-        )
+        item = queued_append(resource_id, revision, update, record, audited=self._audited)
         await self._db.write_many(self._append_many, item, lane=LANE)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
@@ -175,7 +171,7 @@ async def _last_revision(resource_id: str, connection: Connection) -> int:
 
 
 async def _append_many(
-    connection: Connection, items: list[_Queued], *, chain_records: _ChainRecords | None = None
+    connection: Connection, items: list[QueuedAppend], *, chain_records: _ChainRecords | None = None
 ) -> Sequence[Exception | None]:
     """Store a batch of appends with one statement; refuse duplicates one by one; chain the
     audit records of the stored ones with ``chain_records`` in the same transaction.

@@ -37,10 +37,15 @@ from typing import TypeVar
 
 import orjson
 
-from collabgate.audit.chain import PreparedEvent, prepare_event
+from collabgate.audit.chain import PreparedEvent
 from collabgate.audit.port import AuditEvent
 from collabgate.audit.sqlite import SqliteAuditStore
-from collabgate.documents.port import DuplicateRevisionError, StoredDocument
+from collabgate.documents.port import (
+    DuplicateRevisionError,
+    QueuedAppend,
+    StoredDocument,
+    queued_append,
+)
 from collabgate.storage.sqlite import SqliteDatabase, fold_when_due
 
 # DuplicateRevisionError now lives in the port; re-exported here for existing importers.
@@ -57,8 +62,6 @@ HEADS_KEPT = 65_536
 
 #: One stored update: resource id, revision, update.
 _Append = tuple[str, int, bytes]
-#: One queued append: the update, and the audit record to store with it.
-_Queued = tuple[_Append, PreparedEvent | None]
 #: Chains audit records in the writer's transaction in progress.
 _ChainRecords = Callable[[sqlite3.Connection, list[PreparedEvent]], None]
 T = TypeVar("T")
@@ -146,15 +149,7 @@ class SqliteDocumentStore:
         self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
     ) -> None:
         self._check_open()
-        if revision < 1:
-            raise ValueError(f"revision must be at least 1 (got {revision})")
-        if record is not None and not self._audited:
-            raise ValueError("this document store has no audit store to write the record to")
-        # Encoded on the caller's side: the writer thread only hashes and inserts.
-        item: _Queued = (
-            (resource_id, revision, bytes(update)),
-            prepare_event(record) if record is not None else None,
-        )
+        item = queued_append(resource_id, revision, update, record, audited=self._audited)
         await self._db.write_many(self._append_many, item)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
@@ -246,7 +241,7 @@ class RevisionHeads:
 
 def _append_many(
     connection: sqlite3.Connection,
-    items: list[_Queued],
+    items: list[QueuedAppend],
     *,
     fold_rows: int = FOLD_ROWS,
     heads: RevisionHeads | None = None,
