@@ -4,7 +4,7 @@ A document update's record (``DOCUMENT_UPDATED``) is chained in the update's own
 (:meth:`PostgresAuditStore.append_in_transaction`, called from the documents lane), so the update
 is durable with its record or not at all. That transaction then holds the head lock from its
 chaining to its commit, like an append of the audit lane. A table of pending records, chained
-later by the audit lane, kept document commits off that lock but measured slower on every count
+later by the audit lane, kept document commits off that lock but measured slower
 (docs/performance.md, "An update and its audit record in one transaction").
 
 How appends stay one chain across instances: every append transaction first locks the single
