@@ -126,10 +126,6 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
-#: Gateway log events that are expected in a benchmark and say nothing about the run.
-QUIET_WARNINGS = ("jwt_development_key_trusted",)
-
-
 @contextlib.contextmanager
 def serve(
     name: str, step: Step, data_dir: Path, warnings: list[str]
@@ -158,7 +154,7 @@ def serve(
             yield urls, psutil.Process(gateway.process.pid)
         finally:
             gateway.terminate()
-            warnings.extend(gateway.warnings(QUIET_WARNINGS))
+            warnings.extend(gateway.warnings())
         return
     port = free_port()
     if name.startswith("y-websocket"):

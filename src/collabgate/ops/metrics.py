@@ -97,7 +97,7 @@ class Metrics:
         self.revision_conflicts = Counter(
             "collabgate_document_revision_conflicts_total",
             "Update stores retried under a later revision another instance had taken first"
-            " (each retry reloads the document).",
+            " (each retry reads the highest stored revision and commits again).",
             registry=r,
         )
         self.update_bytes = Histogram(
