@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +21,7 @@ from collabgate.audit.chain import verify
 from collabgate.audit.port import AuditEvent, AuditEventType, AuditRecord
 from collabgate.audit.postgres import PostgresAuditStore
 from collabgate.audit.sqlite import SqliteAuditStore
-from collabgate.documents.port import DocumentStore, DuplicateRevisionError, StoredDocument
+from collabgate.documents.port import DocumentStore, StoredDocument, UpdateRecord
 from collabgate.documents.postgres import PostgresDocumentStore
 from collabgate.documents.sqlite import SqliteDocumentStore
 from collabgate.storage.postgres import PostgresDatabase
@@ -289,22 +290,20 @@ async def test_a_compaction_keeps_what_another_store_appended_after_it_loaded(
         assert text_of(stored) == final_text
 
 
-async def test_an_append_below_another_stores_compaction_is_refused_not_lost_silently(
+async def test_an_append_below_another_stores_compaction_is_stored_above_it(
     document_backend: DocumentBackend,
 ) -> None:
-    """An instance that took a revision number before the other compacted past it is told so
-    (the document service then stores the update under the next number) rather than having its
-    update written under the snapshot, where no load would ever read it."""
+    """An instance that took a revision number before the other compacted past it has its update
+    stored above the snapshot, not under it, where no load would ever read it."""
     compacting, late = await document_backend.open(), await document_backend.open()
     updates, final_text = edits(6)
     await append_all(compacting, updates[:4])
     await compacting.compact(RESOURCE, 4, snapshot_of(updates[:4]))
-    with pytest.raises(ValueError, match=r"revision 3 of .* is already stored"):
-        await late.append(RESOURCE, 3, updates[4])
-    assert (await late.load(RESOURCE)).revision == 4
-    await late.append(RESOURCE, 5, updates[4])
-    await late.append(RESOURCE, 6, updates[5])
-    assert text_of(await compacting.load(RESOURCE)) == final_text
+    assert await late.append(RESOURCE, 3, updates[4]) == 5
+    assert await late.append(RESOURCE, 6, updates[5]) == 6
+    stored = await compacting.load(RESOURCE)
+    assert (stored.snapshot_revision, stored.updates, stored.revision) == (4, updates[4:], 6)
+    assert text_of(stored) == final_text
 
 
 async def test_an_older_snapshot_never_replaces_a_newer_one(document_store: DocumentStore) -> None:
@@ -317,74 +316,63 @@ async def test_an_older_snapshot_never_replaces_a_newer_one(document_store: Docu
     assert text_of(stored) == final_text
 
 
-async def test_a_duplicate_revision_is_refused_and_nothing_is_overwritten(
+async def test_a_taken_revision_is_stored_as_the_next_and_nothing_is_overwritten(
     document_store: DocumentStore,
 ) -> None:
-    await document_store.append(RESOURCE, 1, b"first")
-    with pytest.raises(ValueError, match=f"revision 1 of {RESOURCE} is already stored"):
-        await document_store.append(RESOURCE, 1, b"second")
-    assert (await document_store.load(RESOURCE)).updates == [b"first"]
+    assert await document_store.append(RESOURCE, 1, b"first") == 1
+    assert await document_store.append(RESOURCE, 1, b"second") == 2
+    assert await document_store.append(RESOURCE, 7, b"after a gap") == 7
+    assert await document_store.append(RESOURCE, 5, b"late") == 8
+    stored = await document_store.load(RESOURCE)
+    assert (stored.updates, stored.revision) == ([b"first", b"second", b"after a gap", b"late"], 8)
 
 
-async def test_a_revision_covered_by_the_snapshot_is_refused(document_store: DocumentStore) -> None:
-    updates, _ = edits(4)
-    await append_all(document_store, updates)
+async def test_a_revision_covered_by_the_snapshot_is_stored_above_it(
+    document_store: DocumentStore,
+) -> None:
+    updates, final_text = edits(4)
+    await append_all(document_store, updates[:3])
     await document_store.compact(RESOURCE, 3, snapshot_of(updates[:3]))
-    with pytest.raises(ValueError, match=r"revision 2 of .* is already stored"):
-        await document_store.append(RESOURCE, 2, updates[1])
+    assert await document_store.append(RESOURCE, 2, updates[3]) == 4
+    stored = await document_store.load(RESOURCE)
+    assert (stored.snapshot_revision, stored.updates) == (3, [updates[3]])
+    assert text_of(stored) == final_text
 
 
-async def test_last_revision_is_the_loads_revision_without_the_document(
-    document_store: DocumentStore,
-) -> None:
-    assert await document_store.last_revision(RESOURCE) == 0
-    updates, _ = edits(5)
-    await append_all(document_store, updates)
-    await document_store.append(RESOURCE, 9, b"after a gap")
-    await document_store.append("patient:other", 40, b"elsewhere")
-    assert await document_store.last_revision(RESOURCE) == 9
-    await document_store.compact(RESOURCE, 9, snapshot_of(updates))
-    assert (await document_store.load(RESOURCE)).updates == []
-    assert await document_store.last_revision(RESOURCE) == 9
-    assert await document_store.last_revision("patient:other") == 40
-
-
-async def test_a_refused_append_does_not_fail_the_appends_committed_with_it(
+async def test_appends_of_one_batch_that_take_the_same_revision_are_stored_in_order(
     document_store: DocumentStore,
 ) -> None:
     await document_store.append(RESOURCE, 1, b"one")
     results = await asyncio.gather(
-        *(
-            document_store.append(RESOURCE, revision, b"u%d" % revision)
-            for revision in range(1, 41)
-        ),
-        return_exceptions=True,
+        *(document_store.append(RESOURCE, 2, b"u%d" % n) for n in range(40)),
     )
-    failures = [result for result in results if isinstance(result, BaseException)]
-    assert len(failures) == 1
-    assert isinstance(results[0], ValueError)
+    assert results == list(range(2, 42))
     stored = await document_store.load(RESOURCE)
-    assert stored.updates == [b"one", *(b"u%d" % revision for revision in range(2, 41))]
+    assert stored.updates == [b"one", *(b"u%d" % n for n in range(40))]
 
 
-async def test_appends_to_several_resources_at_once_are_checked_per_resource(
+async def test_appends_to_several_resources_at_once_are_numbered_per_resource(
     document_store: DocumentStore,
 ) -> None:
     await document_store.append("patient:a", 1, b"a1")
     await document_store.append("patient:b", 5, b"b5")
     results = await asyncio.gather(
         document_store.append("patient:a", 2, b"a2"),
-        document_store.append("patient:b", 5, b"taken"),
+        document_store.append("patient:b", 5, b"b taken"),
         document_store.append("patient:b", 6, b"b6"),
         document_store.append("patient:c", 1, b"c1"),
         document_store.append("patient:c", 1, b"c1 again"),
-        return_exceptions=True,
     )
-    refused = [isinstance(result, ValueError) for result in results]
-    assert refused == [False, True, False, False, True], results
+    assert results == [2, 6, 7, 1, 2]
     assert (await document_store.load("patient:a")).updates == [b"a1", b"a2"]
-    assert (await document_store.load("patient:b")).updates == [b"b5", b"b6"]
-    assert (await document_store.load("patient:c")).updates == [b"c1"]
+    assert (await document_store.load("patient:b")).updates == [b"b5", b"b taken", b"b6"]
+    assert (await document_store.load("patient:c")).updates == [b"c1", b"c1 again"]
+
+
+async def test_a_revision_below_one_is_refused(document_store: DocumentStore) -> None:
+    with pytest.raises(ValueError, match="revision must be at least 1"):
+        await document_store.append(RESOURCE, 0, b"zero")
+    assert (await document_store.load(RESOURCE)).updates == []
 
 
 async def test_data_survives_close_and_reopen(document_backend: DocumentBackend) -> None:
@@ -423,22 +411,6 @@ async def test_concurrent_appends_share_commits(document_backend: DocumentBacken
     assert document_backend.writes() - writes_before == 200
 
 
-async def test_a_refused_duplicate_is_not_counted_as_a_write(
-    document_backend: DocumentBackend,
-) -> None:
-    store = await document_backend.open()
-    await store.append(RESOURCE, 1, b"first")
-    before = document_backend.writes()
-    results = await asyncio.gather(
-        store.append(RESOURCE, 1, b"again"),
-        store.append(RESOURCE, 2, b"next"),
-        return_exceptions=True,
-    )
-    assert isinstance(results[0], DuplicateRevisionError)
-    assert results[1] is None
-    assert document_backend.writes() - before == 1
-
-
 async def test_a_lone_append_is_committed_on_its_own(document_backend: DocumentBackend) -> None:
     store = await document_backend.open()
     before = document_backend.commits()
@@ -449,7 +421,12 @@ async def test_a_lone_append_is_committed_on_its_own(document_backend: DocumentB
 # --- an update and its audit record: one transaction ---------------------------------------------
 
 
-def updated(resource_id: str, revision: int) -> AuditEvent:
+def updated(resource_id: str) -> UpdateRecord:
+    """The update's record, as the gateway gives it: built from the revision it is stored as."""
+    return partial(_updated, resource_id)
+
+
+def _updated(resource_id: str, revision: int) -> AuditEvent:
     return AuditEvent(
         AuditEventType.DOCUMENT_UPDATED,
         occurred_at=1_700_000_000_000 + revision,
@@ -470,7 +447,7 @@ async def test_an_update_is_stored_with_its_audit_record(
 ) -> None:
     store = await document_backend.open()
     await asyncio.gather(
-        *(store.append(RESOURCE, n, b"u%d" % n, updated(RESOURCE, n)) for n in range(1, 6))
+        *(store.append(RESOURCE, n, b"u%d" % n, updated(RESOURCE)) for n in range(1, 6))
     )
     # Durable together: nothing was flushed, the database is closed and opened again.
     await document_backend.close()
@@ -481,14 +458,15 @@ async def test_an_update_is_stored_with_its_audit_record(
     assert (await store.load(RESOURCE)).updates == [b"u%d" % n for n in range(1, 6)]
 
 
-async def test_a_refused_duplicate_leaves_no_audit_record(
+async def test_a_renumbered_update_is_recorded_under_the_revision_it_is_stored_as(
     document_backend: DocumentBackend,
 ) -> None:
     store = await document_backend.open()
-    await store.append(RESOURCE, 1, b"first", updated(RESOURCE, 1))
-    with pytest.raises(DuplicateRevisionError):
-        await store.append(RESOURCE, 1, b"second", updated(RESOURCE, 1))
-    assert recorded(await document_backend.audit_records()) == [(RESOURCE, 1)]
+    assert await store.append(RESOURCE, 1, b"first", updated(RESOURCE)) == 1
+    assert await store.append(RESOURCE, 1, b"second", updated(RESOURCE)) == 2
+    records = await document_backend.audit_records()
+    assert recorded(records) == [(RESOURCE, 1), (RESOURCE, 2)]
+    assert verify(records).ok
 
 
 async def test_an_update_whose_record_cannot_be_stored_is_not_stored(
@@ -497,13 +475,13 @@ async def test_an_update_whose_record_cannot_be_stored_is_not_stored(
     store = await document_backend.open()
     await document_backend.refuse_audit_records_of("patient:unaudited")
     results = await asyncio.gather(
-        store.append(RESOURCE, 1, b"audited", updated(RESOURCE, 1)),
-        store.append("patient:unaudited", 1, b"lost", updated("patient:unaudited", 1)),
-        store.append(RESOURCE, 2, b"audited too", updated(RESOURCE, 2)),
+        store.append(RESOURCE, 1, b"audited", updated(RESOURCE)),
+        store.append("patient:unaudited", 1, b"lost", updated("patient:unaudited")),
+        store.append(RESOURCE, 2, b"audited too", updated(RESOURCE)),
         return_exceptions=True,
     )
-    assert results[0] is None
-    assert results[2] is None
+    assert results[0] == 1
+    assert results[2] == 2
     assert "audit record refused" in str(results[1])
     assert (await store.load("patient:unaudited")).updates == []
     assert (await store.load(RESOURCE)).updates == [b"audited", b"audited too"]
@@ -516,7 +494,7 @@ async def test_a_store_without_an_audit_store_refuses_a_record(tmp_path: Path) -
     await database.open()
     try:
         with pytest.raises(ValueError, match="no audit store"):
-            await store.append(RESOURCE, 1, b"one", updated(RESOURCE, 1))
+            await store.append(RESOURCE, 1, b"one", updated(RESOURCE))
         assert (await store.load(RESOURCE)).updates == []
     finally:
         await database.close()

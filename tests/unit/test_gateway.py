@@ -101,16 +101,13 @@ class GatedStore:
 
     async def append(
         self, resource_id: str, revision: int, update: bytes, record: Any = None
-    ) -> None:
+    ) -> int:
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
-        await self.inner.append(resource_id, revision, update, record)
-        self.appended.append(revision)
-
-    async def last_revision(self, resource_id: str) -> int:
-        await asyncio.sleep(0)  # a round trip to the database: other tasks run meanwhile
-        return int(await self.inner.last_revision(resource_id))
+        stored = int(await self.inner.append(resource_id, revision, update, record))
+        self.appended.append(stored)
+        return stored
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         await self.inner.compact(resource_id, revision, snapshot)
@@ -209,9 +206,11 @@ async def test_update_is_relayed_to_peers_and_acknowledged_once_stored(h: Harnes
     assert "BP 120/80" not in repr(h.audit.events)
 
 
-async def test_acks_follow_the_order_of_the_updates_when_a_store_retries(h: Harness) -> None:
-    """Another instance stored revision 1 first: the first update is stored again under the
-    next free revision, after the second was; its ACK still comes first."""
+async def test_updates_another_instance_numbered_first_are_stored_and_acked_after_it(
+    h: Harness,
+) -> None:
+    """Another instance stored revision 1 first: this instance's updates 1 and 2 are stored as
+    2 and 3, in order, ACKed and audited with those, and its next update is numbered after them."""
     store = gated(h)
     alice = await h.connect("alice")
     await h.join(alice)
@@ -225,7 +224,13 @@ async def test_acks_follow_the_order_of_the_updates_when_a_store_retries(h: Harn
     await h.gateway.wait_stored()
     assert store.appended == [2, 3]
     acks = [(f["ref"], f["revision"]) for f in read(alice) if f["type"] == "Y_UPDATE_ACK"]
-    assert acks == [("u1", 3), ("u2", 2)]
+    assert acks == [("u1", 2), ("u2", 3)]
+    audited = [e for e in h.audit.events if e.event_type is AuditEventType.DOCUMENT_UPDATED]
+    assert [e.details["revision"] for e in audited] == [2, 3]
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE, "ref": "u3"}
+    await h.gateway.receive(alice, orjson.dumps({**frame, "update": b64(text_update(client, "!"))}))
+    await h.gateway.wait_stored()
+    assert store.appended == [2, 3, 4]
 
 
 async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> None:
@@ -516,7 +521,10 @@ async def test_two_gateways_on_one_bus_relay_updates() -> None:
 
 async def test_a_revision_taken_by_another_instance_is_skipped_not_overwritten() -> None:
     store = MemoryDocumentStore()
-    service = DocumentService(store, compaction_threshold=1000)
+    conflicts: list[None] = []
+    service = DocumentService(
+        store, compaction_threshold=1000, on_revision_conflict=lambda: conflicts.append(None)
+    )
     first, second = Doc(), Doc()
     here = await service.get(RESOURCE)
     # Another instance stored revisions 1 and 2 while this one still believes it is at 0.
@@ -524,7 +532,7 @@ async def test_a_revision_taken_by_another_instance_is_skipped_not_overwritten()
     await store.append(RESOURCE, 2, text_update(second, "again "))
     update = text_update(first, "here ")
     revision = await service.persist(here, service.apply(here, update), update)
-    assert revision == 3
+    assert (revision, here.revision, len(conflicts)) == (3, 3, 1)
     stored = await store.load(RESOURCE)
     assert stored.updates[-1] == update
     rebuilt = ServerDocument(RESOURCE, stored)

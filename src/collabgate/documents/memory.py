@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collabgate.audit.port import AuditEvent, AuditSink
-from collabgate.documents.port import DuplicateRevisionError, StoredDocument
+from collabgate.audit.port import AuditSink
+from collabgate.documents.port import StoredDocument, UpdateRecord, check_revision
 
 
 class MemoryDocumentStore:
@@ -20,22 +20,20 @@ class MemoryDocumentStore:
             stored.snapshot, stored.snapshot_revision, list(stored.updates), stored.last_revision
         )
 
-    async def last_revision(self, resource_id: str) -> int:
-        return self._documents.get(resource_id, StoredDocument()).revision
-
     async def append(
-        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
-    ) -> None:
+        self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
+    ) -> int:
+        check_revision(revision)
         if record is not None and self._audit is None:
             raise ValueError("this document store has no audit sink to write the record to")
         stored = self._documents.get(resource_id, StoredDocument())
-        if revision <= stored.revision:
-            raise DuplicateRevisionError(resource_id, revision)
+        revision = max(revision, stored.revision + 1)
         self._documents[resource_id] = StoredDocument(
             stored.snapshot, stored.snapshot_revision, [*stored.updates, update], revision
         )
         if record is not None and self._audit is not None:
-            self._audit.record(record)
+            self._audit.record(record(revision))
+        return revision
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         stored = self._documents.get(resource_id, StoredDocument())

@@ -3,15 +3,23 @@
 Appends go through the ``documents`` lane of the shared group-commit writer
 (:class:`~collabgate.storage.postgres.PostgresDatabase`): all appends queued while a commit is in
 flight are stored by ONE ``INSERT ... SELECT FROM unnest(...)`` in ONE transaction, and each
-returns only once that transaction is committed. A duplicate revision fails its own append only:
-the insert skips it (``ON CONFLICT DO NOTHING`` / covered by the snapshot) and the append gets
-:class:`~collabgate.documents.port.DuplicateRevisionError`, as with SQLite.
+returns only once that transaction is committed.
+
+Several instances number the edits of one resource from their own copies, so two of them often
+pick the same next revision. The batch transaction therefore takes the documents' append lock
+first (one advisory lock for every instance), then reads the highest revision stored of each of
+its resources, and numbers each update above it: an update whose revision another instance has
+stored meanwhile is stored under the next free one, with no retry and no round trip back to the
+caller. The lock orders every instance's appends; it costs no parallelism an audited append had,
+since each of them also waits for the audit head lock (below) until its commit.
 
 An update's audit record (``DOCUMENT_UPDATED``), when the caller gives one, is chained by the
 audit store in the same transaction as the update
 (:meth:`~collabgate.audit.postgres.PostgresAuditStore.append_in_transaction`), so a crash can't
 leave a stored update without its record. That transaction takes the audit head lock once per
-batch, after its insert, and holds it until its commit.
+batch, after its insert, and holds it until its commit. Locks are always taken in that order
+(the append lock, then the head lock), so appends and the audit trail's own writes can't wait on
+each other in a cycle.
 
 Tables (migration 0001): ``document_snapshots (resource_id PK, revision, snapshot)`` and
 ``document_updates (resource_id, revision, data, PRIMARY KEY (resource_id, revision))``.
@@ -24,44 +32,42 @@ from functools import partial
 from typing import Final
 
 from collabgate.audit.chain import PreparedEvent
-from collabgate.audit.port import AuditEvent
 from collabgate.audit.postgres import PostgresAuditStore
 from collabgate.documents.port import (
-    DuplicateRevisionError,
     QueuedAppend,
     StoredDocument,
+    UpdateRecord,
+    number_above,
     queued_append,
 )
 from collabgate.storage.postgres import Connection, PostgresDatabase
 
 LANE: Final = "documents"
 
-#: One stored update: resource id, revision, update.
-_Append = tuple[str, int, bytes]
 #: Chains audit records in the lane's transaction in progress.
 _ChainRecords = Callable[[Connection, list[PreparedEvent]], Awaitable[None]]
 
-#: Stores every item whose revision is above everything stored for its resource (updates and
-#: snapshot); returns what it stored. Revisions only grow: an update numbered below one already
-#: stored could slip under a compaction that loaded before it and be deleted unseen.
-#: Rows go in in key order: two instances inserting the same keys (a revision both took) wait
-#: on each other's uncommitted row, and in different orders each waited for the other, a
-#: deadlock that aborted both batches (bench/cluster.py, docs/performance.md).
+#: The documents' append lock (``pg_advisory_xact_lock``): held by each append batch from its
+#: first statement to its commit, on every instance. ("cgdu", apart from the migrations' key.)
+APPEND_LOCK_KEY: Final = 0x63676475
+
+_LOCK_APPENDS = "SELECT pg_advisory_xact_lock($1)"
+
+#: The highest revision stored of each resource, in its updates or its snapshot. A statement of
+#: its own after the lock: one that took the lock would read from a snapshot taken before it.
+_HIGHEST_REVISIONS = """
+    SELECT r.resource_id, greatest(
+        coalesce((SELECT max(d.revision) FROM document_updates d
+                  WHERE d.resource_id = r.resource_id), 0),
+        coalesce((SELECT s.revision FROM document_snapshots s
+                  WHERE s.resource_id = r.resource_id), 0)
+    )
+    FROM unnest($1::text[]) AS r(resource_id)
+"""
+
 _INSERT_UPDATES = """
     INSERT INTO document_updates (resource_id, revision, data)
-    SELECT u.resource_id, u.revision, u.data
-    FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS u(resource_id, revision, data)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM document_snapshots s
-        WHERE s.resource_id = u.resource_id AND s.revision >= u.revision
-    )
-    AND NOT EXISTS (
-        SELECT 1 FROM document_updates d
-        WHERE d.resource_id = u.resource_id AND d.revision >= u.revision
-    )
-    ORDER BY u.resource_id, u.revision
-    ON CONFLICT (resource_id, revision) DO NOTHING
-    RETURNING resource_id, revision
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 """
 
 #: One statement, so one snapshot of the data: a compaction can't slip between the two parts.
@@ -75,14 +81,6 @@ _LOAD = """
     WHERE u.resource_id = $1
       AND u.revision > coalesce((SELECT revision FROM snapshot), 0)
     ORDER BY part, revision
-"""
-
-#: Both reads are one index probe: the updates' primary key, the snapshots' primary key.
-_LAST_REVISION = """
-    SELECT greatest(
-        coalesce((SELECT max(revision) FROM document_updates WHERE resource_id = $1), 0),
-        coalesce((SELECT revision FROM document_snapshots WHERE resource_id = $1), 0)
-    )
 """
 
 #: Upsert the snapshot unless a newer one is stored, and drop the updates it covers, in one
@@ -136,16 +134,12 @@ class PostgresDocumentStore:
             last_revision = int(revision)
         return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
 
-    async def last_revision(self, resource_id: str) -> int:
-        self._check_open()
-        return await self._db.read(partial(_last_revision, resource_id))
-
     async def append(
-        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
-    ) -> None:
+        self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
+    ) -> int:
         self._check_open()
         item = queued_append(resource_id, revision, update, record, audited=self._audited)
-        await self._db.write_many(self._append_many, item, lane=LANE)
+        return await self._db.write_many(self._append_many, item, lane=LANE)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         """Replace the updates up to ``revision`` by ``snapshot``; an older snapshot is ignored."""
@@ -166,43 +160,26 @@ async def _load(resource_id: str, connection: Connection) -> list[tuple[int, int
     return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
 
-async def _last_revision(resource_id: str, connection: Connection) -> int:
-    return int(await connection.fetchval(_LAST_REVISION, resource_id))
-
-
 async def _append_many(
     connection: Connection, items: list[QueuedAppend], *, chain_records: _ChainRecords | None = None
-) -> Sequence[Exception | None]:
-    """Store a batch of appends with one statement; refuse duplicates one by one; chain the
-    audit records of the stored ones with ``chain_records`` in the same transaction.
-
-    A revision repeated within the batch is stored once, for its first append; the later ones
-    are refused like any other duplicate.
-    """
-    first: dict[tuple[str, int], int] = {}
-    for index, ((resource_id, revision, _), _) in enumerate(items):
-        first.setdefault((resource_id, revision), index)
-    unique = sorted(items[index][0] for index in first.values())
-    rows = await connection.fetch(
+) -> Sequence[int]:
+    """Store a batch of appends above everything stored, with one statement, under the append
+    lock; chain their audit records with ``chain_records`` in the same transaction. Returns the
+    revisions stored: each item's own, or the next free one when it is taken."""
+    await connection.execute(_LOCK_APPENDS, APPEND_LOCK_KEY)
+    rows = await connection.fetch(_HIGHEST_REVISIONS, list({item[0][0] for item in items}))
+    updates, records = number_above(items, {str(row[0]): int(row[1]) for row in rows})
+    await connection.execute(
         _INSERT_UPDATES,
-        [resource_id for resource_id, _, _ in unique],
-        [revision for _, revision, _ in unique],
-        [data for _, _, data in unique],
+        [resource_id for resource_id, _, _ in updates],
+        [revision for _, revision, _ in updates],
+        [data for _, _, data in updates],
     )
-    stored = {(str(row[0]), int(row[1])) for row in rows}
-    outcomes: list[Exception | None] = []
-    records: list[PreparedEvent] = []
-    for index, ((resource_id, revision, _), record) in enumerate(items):
-        key = (resource_id, revision)
-        ok = key in stored and first[key] == index
-        outcomes.append(None if ok else DuplicateRevisionError(resource_id, revision))
-        if ok and record is not None:
-            records.append(record)
     if records:
         if chain_records is None:
             raise ValueError("audit records given to a document store without an audit store")
         await chain_records(connection, records)
-    return outcomes
+    return [revision for _, revision, _ in updates]
 
 
 async def _compact(

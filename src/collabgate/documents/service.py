@@ -8,14 +8,10 @@ from collections.abc import Callable
 
 import structlog
 
-from collabgate.audit.port import AuditEvent
-from collabgate.documents.port import DocumentStore, DuplicateRevisionError
+from collabgate.documents.port import DocumentStore, UpdateRecord
 from collabgate.documents.server_document import ServerDocument
 
 log = structlog.get_logger(__name__)
-
-#: Collisions with other instances' revisions tolerated for one update before giving up.
-MAX_REVISION_RETRIES = 8
 
 
 class DocumentService:
@@ -97,30 +93,21 @@ class DocumentService:
         document: ServerDocument,
         revision: int,
         update: bytes,
-        record: Callable[[int], AuditEvent] | None = None,
+        record: UpdateRecord | None = None,
     ) -> int:
         """Store ``update``; return the revision it was stored as, once it is durable.
 
         Normally that is ``revision``. With several instances writing one resource, another
-        instance may have stored that number first: the store refuses the duplicate (nothing is
-        overwritten) and the update is stored under the next free revision instead.
-        ``record(revision)`` is the audit event stored in the same transaction as the update.
+        instance may have stored that number first: the store then stores the update under the
+        next free revision (nothing is overwritten), and this copy numbers on from there.
+        ``record(stored_revision)`` is the audit event stored in the same transaction.
         """
-        for attempt in range(MAX_REVISION_RETRIES):
-            try:
-                event = record(revision) if record is not None else None
-                await self._store.append(document.resource_id, revision, update, event)
-                break
-            except DuplicateRevisionError:
-                if self._on_revision_conflict is not None:
-                    self._on_revision_conflict()
-                if attempt == MAX_REVISION_RETRIES - 1:
-                    raise
-                # Only the number is needed: the edits behind it reach this copy by the bus
-                # (or a SYNC), and reading the whole document per clash made clashes costly.
-                stored = await self._store.last_revision(document.resource_id)
-                document.revision = max(document.revision, stored) + 1
-                revision = document.revision
+        stored = await self._store.append(document.resource_id, revision, update, record)
+        if stored != revision:
+            document.revision = max(document.revision, stored)
+            if self._on_revision_conflict is not None:
+                self._on_revision_conflict()
+        revision = stored
         document.stored_revision = max(document.stored_revision, revision)
         if document.updates_since_snapshot >= self._threshold:
             self._compact_in_background(document)

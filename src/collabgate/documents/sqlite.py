@@ -38,18 +38,18 @@ from typing import TypeVar
 import orjson
 
 from collabgate.audit.chain import PreparedEvent
-from collabgate.audit.port import AuditEvent
 from collabgate.audit.sqlite import SqliteAuditStore
 from collabgate.documents.port import (
-    DuplicateRevisionError,
     QueuedAppend,
     StoredDocument,
+    StoredUpdate,
+    UpdateRecord,
+    number_above,
     queued_append,
 )
 from collabgate.storage.sqlite import SqliteDatabase, fold_when_due
 
-# DuplicateRevisionError now lives in the port; re-exported here for existing importers.
-__all__ = ["SCHEMA", "DuplicateRevisionError", "SqliteDocumentStore"]
+__all__ = ["SCHEMA", "SqliteDocumentStore"]
 
 #: Rows per multi-row statement: far below SQLite's limit on bound variables (32,766).
 ROWS_PER_STATEMENT = 500
@@ -60,8 +60,6 @@ FOLD_ROWS = 2048
 #: Resources whose highest revision :class:`RevisionHeads` keeps; past it, it starts again empty.
 HEADS_KEPT = 65_536
 
-#: One stored update: resource id, revision, update.
-_Append = tuple[str, int, bytes]
 #: Chains audit records in the writer's transaction in progress.
 _ChainRecords = Callable[[sqlite3.Connection, list[PreparedEvent]], None]
 T = TypeVar("T")
@@ -141,16 +139,12 @@ class SqliteDocumentStore:
         self._check_open()
         return await self._db.read(partial(_load, resource_id))
 
-    async def last_revision(self, resource_id: str) -> int:
-        self._check_open()
-        return await self._db.read(partial(_last_revision, resource_id))
-
     async def append(
-        self, resource_id: str, revision: int, update: bytes, record: AuditEvent | None = None
-    ) -> None:
+        self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
+    ) -> int:
         self._check_open()
         item = queued_append(resource_id, revision, update, record, audited=self._audited)
-        await self._db.write_many(self._append_many, item)
+        return await self._db.write_many(self._append_many, item)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         self._check_open()
@@ -219,7 +213,7 @@ class RevisionHeads:
                 top[resource_id] = self._committed[resource_id] = stored.get(resource_id, 0)
         return top
 
-    def record(self, accepted: list[_Append]) -> None:
+    def record(self, accepted: list[StoredUpdate]) -> None:
         """Note what this transaction has just inserted."""
         pending = self._pending
         for resource_id, revision, _ in accepted:
@@ -246,35 +240,24 @@ def _append_many(
     fold_rows: int = FOLD_ROWS,
     heads: RevisionHeads | None = None,
     chain_records: _ChainRecords | None = None,
-) -> Sequence[DuplicateRevisionError | None]:
-    """Insert, never overwrite; revisions only grow: one at or below a stored one is refused
-    (it could slip under a compaction that loaded before it and be deleted unseen).
+) -> Sequence[int]:
+    """Insert, never overwrite; revisions only grow: an append numbered at or below a stored
+    revision is stored under the next one above it (see ``DocumentStore.append``). Returns the
+    revisions stored.
 
-    The batch is checked against the highest stored revision of each of its resources (from
+    The batch is numbered against the highest stored revision of each of its resources (from
     ``heads``, or read from the tables without it) and against the appends before it in the
-    batch; the accepted ones are staged with one statement per :data:`ROWS_PER_STATEMENT`, then
-    folded once ``fold_rows`` are staged. The audit records of the accepted ones are chained
-    by ``chain_records`` in the same transaction.
+    batch; the updates are staged with one statement per :data:`ROWS_PER_STATEMENT`, then
+    folded once ``fold_rows`` are staged. Their audit records are chained by ``chain_records``
+    in the same transaction.
     """
-    resource_ids = list({update[0] for update, _ in items})
+    resource_ids = list({update[0] for update, _, _ in items})
     top = (
         heads.highest(connection, resource_ids)
         if heads is not None
         else _highest_revisions(connection, resource_ids)
     )
-    accepted: list[_Append] = []
-    records: list[PreparedEvent] = []
-    outcomes: list[DuplicateRevisionError | None] = []
-    for update, record in items:
-        resource_id, revision, _ = update
-        if revision <= top.get(resource_id, 0):
-            outcomes.append(DuplicateRevisionError(resource_id, revision))
-            continue
-        top[resource_id] = revision
-        accepted.append(update)
-        if record is not None:
-            records.append(record)
-        outcomes.append(None)
+    accepted, records = number_above(items, top)
     insert_updates(connection, "document_updates_staged", accepted)
     if accepted:
         if heads is not None:
@@ -284,10 +267,10 @@ def _append_many(
         if chain_records is None:
             raise ValueError("audit records given to a document store without an audit store")
         chain_records(connection, records)
-    return outcomes
+    return [revision for _, revision, _ in accepted]
 
 
-def insert_updates(connection: sqlite3.Connection, table: str, rows: list[_Append]) -> None:
+def insert_updates(connection: sqlite3.Connection, table: str, rows: list[StoredUpdate]) -> None:
     """Insert ``rows`` into ``table`` with one statement per :data:`ROWS_PER_STATEMENT`."""
     for chunk in _chunks(rows):
         connection.execute(
@@ -324,10 +307,6 @@ def _fold_when_full(connection: sqlite3.Connection, added: int, fold_rows: int) 
 def _fold(connection: sqlite3.Connection) -> None:
     connection.execute(_FOLD)
     connection.execute("DELETE FROM document_updates_staged")
-
-
-def _last_revision(resource_id: str, connection: sqlite3.Connection) -> int:
-    return _highest_revisions(connection, [resource_id]).get(resource_id, 0)
 
 
 def _highest_revisions(connection: sqlite3.Connection, resource_ids: list[str]) -> dict[str, int]:

@@ -96,8 +96,8 @@ class Metrics:
         )
         self.revision_conflicts = Counter(
             "collabgate_document_revision_conflicts_total",
-            "Update stores retried under a later revision another instance had taken first"
-            " (each retry reads the highest stored revision and commits again).",
+            "Updates stored under a later revision than this instance numbered them: another"
+            " instance had stored that revision first (the store numbers them, no retry).",
             registry=r,
         )
         self.update_bytes = Histogram(

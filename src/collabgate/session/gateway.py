@@ -655,7 +655,7 @@ class Gateway:
         revision = await self.documents.persist(document, revision, update, record)
         self.metrics.update_bytes.observe(len(update))
         self.metrics.audit_logs_written.inc()  # stored with the update, not by the trail
-        if after is not None:  # a revision retry can finish an earlier update's store later
+        if after is not None:  # the ACKs of one sender go out in the order of its updates
             await settled(after)
         return revision
 
