@@ -21,9 +21,10 @@ moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours.
 are installed only in this folder (``node_modules/`` from package-lock.json, ``.venv/`` from
 requirements.txt). For every step it prints deliveries/s (updates received by peers within the
 measured window), latency p50/p99 (send → peer receive, one clock), losses, the server's CPU time
-per 1000 deliveries, what it wrote to storage per second (``disk MB/s``: collabgate's SQLite WAL
-and checkpoints, LevelDB's log and tables; the other references keep documents in memory), and
-the ratios of collabgate to each reference. The load average is printed with the figures, and
+per 1000 deliveries and how much of it was the kernel's (``of it sys``: socket reads and writes,
+fsyncs, wake-ups; the rest is the server's own code), what it wrote to storage per second
+(``disk MB/s``: collabgate's SQLite WAL and checkpoints, LevelDB's log and tables; the other
+references keep documents in memory), and the ratios of collabgate to each reference. The load average is printed with the figures, and
 so is the share of the machine's CPU time the hypervisor gave to other guests (``steal %``:
 steal time over CPUs x window; with ``--repeat``, the most any kept run lost), since a stolen
 slice shows as a latency spike that no server caused. ``idle %`` is the machine's idle CPU time
@@ -218,6 +219,9 @@ def measure(name: str, step: Step) -> dict[str, Any]:
         cpuMsPer1000Deliveries=round(1000 * 1000 * window.cpu / delivered, 1)
         if delivered
         else None,
+        systemMsPer1000Deliveries=round(1000 * 1000 * window.system / delivered, 1)
+        if delivered
+        else None,
     )
     return result
 
@@ -232,6 +236,8 @@ class Window:
     """
 
     cpu: float = 0.0
+    #: The part of ``cpu`` spent in the kernel (socket writes and reads, fsync, futexes).
+    system: float = 0.0
     steal: float = 0.0
     disk_bytes: int = 0
     idle: float = 0.0
@@ -242,6 +248,7 @@ class Window:
         machine = psutil.cpu_times()
         return cls(
             cpu=_cpu_seconds(server),
+            system=float(server.cpu_times().system),
             steal=float(getattr(machine, "steal", 0.0)),
             disk_bytes=_disk_bytes(server),
             idle=float(machine.idle),
@@ -251,6 +258,7 @@ class Window:
     def since(self, start: Window) -> Window:
         return Window(
             cpu=self.cpu - start.cpu,
+            system=self.system - start.system,
             steal=self.steal - start.steal,
             disk_bytes=self.disk_bytes - start.disk_bytes,
             idle=self.idle - start.idle,
@@ -374,6 +382,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "lost": sum(run["lost"] for run in runs),
         "connectFailures": sum(run["connectFailures"] for run in runs),
         "cpuMsPer1000Deliveries": median_of("cpuMsPer1000Deliveries"),
+        "systemMsPer1000Deliveries": median_of("systemMsPer1000Deliveries"),
         "load1": median_of("load1"),
         "diskMBPerSecond": median_of("diskMBPerSecond"),
         "idlePercent": median_of("idlePercent"),
@@ -393,7 +402,7 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     )
     print(
         f"  {'server':<21}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'disk MB/s':>10}"
+        f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'of it sys':>10}{'disk MB/s':>10}"
         f"{'idle %':>7}{'runq %':>7}{'load1':>7}{'steal %':>8}{'rerun':>6}"
         + ("   p99 range ms" if any("p99msRange" in r for r in results.values()) else "")
     )
@@ -403,7 +412,8 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         print(
             f"  {name:<21}{r['deliveriesPerSecond']:>9.0f}{_ms(r['p50ms'])}{_ms(r['p99ms'])}"
             f"{_ms(r['maxms'])}{r['lost']:>7}{r['connectFailures']:>10}"
-            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}"
+            f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}"
+            f"{r.get('systemMsPer1000Deliveries') or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}"
             f"{r['idlePercent']:>7.1f}{r['runQueueWaitPercent']:>7.1f}"
             f"{r['load1']:>7.2f}{r['stealPercent']:>8.1f}"
             f"{r['rerunForSteal']:>6}"
