@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from pycrdt import Text
 
@@ -105,3 +107,71 @@ async def test_a_killed_instance_loses_no_acknowledged_edit(
         await again.join(RESOURCE)
         text = str(again.text(RESOURCE))
     assert [m for m in acknowledged if m not in text] == []
+
+
+async def test_editors_on_two_instances_typing_at_once_are_all_stored_and_audited(
+    cluster: tuple[GatewayProcess, GatewayProcess, str],
+) -> None:
+    """Each instance numbers the room's edits from its own copy, so the two give many edits the
+    same revision. Every edit is still acknowledged, each under a revision of its own, stored,
+    and audited under the revision its ACK names; every copy ends with the same text."""
+    a, b, url = cluster
+    editors = [
+        CollabClient(gateway.ws_url, gateway.token(f"editor-{n}"), reconnect=False)
+        for n, gateway in enumerate((a, b, a, b))
+    ]
+    try:
+        for editor in editors:
+            await editor.connect()
+            await editor.join(RESOURCE)
+
+        async def type_into(editor: CollabClient, n: int) -> list[int]:
+            return [
+                await editor.edit(
+                    RESOURCE, lambda doc, m=f"<{n}.{k}>": doc.get("content", type=Text).insert(0, m)
+                )
+                for k in range(25)
+            ]
+
+        acks = await asyncio.gather(*(type_into(e, n) for n, e in enumerate(editors)))
+        revisions = sorted(r for per_editor in acks for r in per_editor)
+        assert len(set(revisions)) == 100, "two edits were acknowledged under one revision"
+        for editor in editors:  # every editor's revisions rise in the order it typed
+            assert acks[editors.index(editor)] == sorted(acks[editors.index(editor)])
+        async with CollabClient(b.ws_url, b.token("reader"), reconnect=False) as reader:
+            await reader.join(RESOURCE)
+            text = str(reader.text(RESOURCE))
+        assert all(f"<{n}.{k}>" in text for n in range(4) for k in range(25))
+        for editor in editors:
+            await editor.wait_for(lambda e, c=editor: str(c.text(RESOURCE)) == text, timeout=10)
+        # The two instances did give edits the same revision (else this test proves nothing).
+        assert sum([await revision_conflicts(gateway) for gateway in (a, b)]) > 0
+    finally:
+        for editor in editors:
+            await editor.close()
+
+    connection = await asyncpg.connect(url)
+    try:
+        stored = await connection.fetch(
+            "SELECT revision FROM document_updates WHERE resource_id = $1", RESOURCE
+        )
+        audited = await connection.fetch(
+            "SELECT (details::jsonb->>'revision')::bigint FROM audit_log"
+            " WHERE event_type = 'DOCUMENT_UPDATED' AND resource_id = $1",
+            RESOURCE,
+        )
+    finally:
+        await connection.close()
+    assert sorted(row[0] for row in stored) == revisions
+    assert sorted(row[0] for row in audited) == revisions
+
+
+async def revision_conflicts(gateway: GatewayProcess) -> float:
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        metrics = (await http.get("/metrics")).text
+    (line,) = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("collabgate_document_revision_conflicts_total ")
+    ]
+    return float(line.split()[1])
