@@ -35,6 +35,8 @@ measured window, so none counts the connection phase. A run with more steal than
 ``--max-steal-percent`` (5 by default; 0 keeps every run) measured the hypervisor's other guests
 more than the server: it is run again, up to ``--steal-retries`` times, and the ``rerun`` column
 counts the runs thrown away. A run still over the limit after that is kept and shows its steal.
+The gateway's warnings (a long collector pause, a failed commit) follow its row, those logged
+during the measured window first and marked ``[in window]``: only they are in the latencies.
 After the last step it prints each server's capacity: the offered deliveries/s of the largest
 step it kept up with (99 % delivered, none lost, p99 at most ``--keep-up-p99-ms``, 100 by
 default), and collabgate's ratio to each reference: the comparison of throughput at a latency
@@ -61,6 +63,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +216,7 @@ def measure(name: str, step: Step) -> dict[str, Any]:
         stealPercent=round(100 * window.steal / machine_seconds, 1),
         idlePercent=round(100 * window.idle / machine_seconds, 1),
         runQueueWaitPercent=round(100 * window.run_queue_wait / step.seconds, 1),
-        serverWarnings=warnings,
+        serverWarnings=[_mark_if_in(window, line) for line in warnings],
         serverCpuSeconds=round(cpu_run, 2),
         diskMBPerSecond=round(window.disk_bytes / step.seconds / 2**20, 2),
         cpuMsPer1000Deliveries=round(1000 * 1000 * window.cpu / delivered, 1)
@@ -242,11 +245,16 @@ class Window:
     disk_bytes: int = 0
     idle: float = 0.0
     run_queue_wait: float = 0.0
+    #: Wall-clock time of the sample (of the window's start, after :meth:`since`).
+    at: float = 0.0
+    #: The window's length in seconds, after :meth:`since`.
+    length: float = 0.0
 
     @classmethod
     def sample(cls, server: psutil.Process) -> Window:
         machine = psutil.cpu_times()
         return cls(
+            at=time.time(),
             cpu=_cpu_seconds(server),
             system=float(server.cpu_times().system),
             steal=float(getattr(machine, "steal", 0.0)),
@@ -263,6 +271,8 @@ class Window:
             disk_bytes=self.disk_bytes - start.disk_bytes,
             idle=self.idle - start.idle,
             run_queue_wait=self.run_queue_wait - start.run_queue_wait,
+            at=start.at,
+            length=self.at - start.at,
         )
 
 
@@ -296,6 +306,16 @@ def run_loadgen(
     if process.wait() != 0 or not lines:
         raise RuntimeError(f"loadgen failed (exit {process.returncode}): {lines[-3:]}")
     return lines, window
+
+
+def _mark_if_in(window: Window, line: str) -> str:
+    """A gateway log line, prefixed ``[in window]`` when it was logged during the measured
+    window (a pause there is in the latencies; one during the connection phase is not)."""
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        stamp = datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        if window.at <= stamp <= window.at + window.length:
+            return f"[in window] {line}"
+    return line
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -422,7 +442,8 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     ours = results.get("collabgate")
     if ours is None:
         return
-    for line in ours["serverWarnings"][:5]:
+    warned = sorted(ours["serverWarnings"], key=lambda line: not line.startswith("[in window]"))
+    for line in warned[:5]:
         print(f"  collabgate warned: {line[:160]}")
     for name in present[1:]:
         print(f"  collabgate vs {name}: {ratios(ours, results[name])}")
