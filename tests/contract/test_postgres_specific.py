@@ -716,18 +716,6 @@ async def wait_until_waiting_on_locks(pg: PostgresTestDatabase, count: int) -> N
 # --- records stored with a document update ---------------------------------------------------------
 
 
-def updated(n: int) -> AuditEvent:
-    return AuditEvent(
-        AuditEventType.DOCUMENT_UPDATED,
-        1_700_000_000_000 + n,
-        "gw-1",
-        user_id="dr-who",
-        resource_id=f"patient:{n % 4}",
-        connection_id="c1",
-        details={"revision": n, "bytes": 3},
-    )
-
-
 async def test_several_instances_chain_every_update_record_exactly_once(
     pg: PostgresTestDatabase,
 ) -> None:
@@ -744,7 +732,9 @@ async def test_several_instances_chain_every_update_record_exactly_once(
             for n in range(1, 41):
                 revision = 100 * index + n
                 await asyncio.gather(
-                    documents[index].append(f"patient:{index}", revision, b"u", updated),
+                    documents[index].append(
+                        f"patient:{index}", revision, b"u", record_of(f"patient:{index}")
+                    ),
                     audits[index].append([event(revision)]),
                 )
 
