@@ -107,11 +107,10 @@ class DocumentService:
             document.revision = max(document.revision, stored)
             if self._on_revision_conflict is not None:
                 self._on_revision_conflict()
-        revision = stored
-        document.stored_revision = max(document.stored_revision, revision)
+        document.stored_revision = max(document.stored_revision, stored)
         if document.updates_since_snapshot >= self._threshold:
             self._compact_in_background(document)
-        return revision
+        return stored
 
     def _compact_in_background(self, document: ServerDocument) -> None:
         document.updates_since_snapshot = 0
