@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     amqp_publish_timeout_seconds: float = Field(
         1.0, gt=0, description="Longest wait for a publish."
     )
+    bus_republish_max_events: int = Field(
+        10_000,
+        ge=0,
+        description="Edits whose publish failed, kept to publish again when the bus is back.",
+    )
+    bus_republish_retry_seconds: float = Field(
+        1.0, gt=0, description="Pause between tries to publish those edits again."
+    )
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL for documents and audit (default: SQLite)."
     )

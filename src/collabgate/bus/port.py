@@ -1,8 +1,9 @@
 """Room bus port: room events travel between gateway instances.
 
 An instance delivers its own events to its local connections directly and publishes them on the
-bus for every other instance. Delivery may duplicate or drop; Y.js updates are idempotent and a
-state-vector SYNC closes any gap.
+bus for every other instance. Delivery may duplicate or drop; Y.js updates are idempotent, an
+update whose publish failed is published again once the bus is back
+(:mod:`collabgate.session.republish`), and a state-vector SYNC closes any gap left.
 """
 
 from __future__ import annotations

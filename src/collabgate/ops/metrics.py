@@ -62,6 +62,13 @@ class Metrics:
         self.rabbitmq_publish = Counter(
             "rabbitmq_publish_total", "Room events published to RabbitMQ.", ["result"], registry=r
         )
+        self.bus_republished = Counter(
+            "collabgate_bus_republished_total",
+            "Edits whose publish to other instances failed: published again (sent), or given up"
+            " because COLLABGATE_BUS_REPUBLISH_MAX_EVENTS were already waiting (dropped).",
+            ["result"],
+            registry=r,
+        )
         self.audit_logs_written = Counter(
             "audit_logs_written_total", "Audit events durably stored.", registry=r
         )

@@ -66,6 +66,7 @@ from collabgate.protocol.inbound import (
 from collabgate.protocol.resource_ids import resource_type_of, validate_resource_id
 from collabgate.session.connection import Connection, TokenBucket
 from collabgate.session.outbox import Codec, Outbox, Outgoing
+from collabgate.session.republish import Republisher
 from collabgate.sessions.port import SessionStore
 from collabgate.settings import Settings
 
@@ -125,6 +126,13 @@ class Gateway:
         self.sessions = ports.sessions
         self.metrics = metrics
         self._unavailable = ports.unavailable_errors
+        self._republisher = Republisher(
+            self._publish,
+            unavailable=ports.unavailable_errors,
+            max_events=settings.bus_republish_max_events,
+            retry_seconds=settings.bus_republish_retry_seconds,
+            outcomes=metrics.bus_republished,
+        )
         self.connections: dict[str, Connection] = {}
         self._by_user: dict[str, set[str]] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
@@ -204,6 +212,10 @@ class Gateway:
         while self._storing:
             await asyncio.gather(*self._storing, return_exceptions=True)
 
+    async def wait_republished(self) -> None:
+        """Wait until every edit whose publish failed has been published again."""
+        await self._republisher.wait_idle()
+
     async def stop(self) -> None:
         await self.wait_stored()  # accepted updates reach the store (and the audit trail) first
         for task in self._tasks:
@@ -211,6 +223,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for timer in self._release_timers.values():
             timer.cancel()
+        await self._republisher.stop()
         await self.bus.close()
 
     # ------------------------------------------------------------------ connections
@@ -918,8 +931,12 @@ class Gateway:
         try:
             await self.bus.publish(event)
         except self._unavailable as exc:
-            # Other instances' clients close the gap with SYNC; this instance's clients have it.
+            # This instance's clients have it; an edit is published again once the bus is back.
             log.warning("bus_publish_failed", resource_id=resource_id, error=str(exc))
+            self._republisher.failed(event)
+
+    async def _publish(self, event: RoomEvent) -> None:
+        await self.bus.publish(event)
 
     def _json_peers_in(self, resource_id: str) -> bool:
         room = self._rooms.get(resource_id)
