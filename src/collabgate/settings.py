@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     bus_republish_retry_seconds: float = Field(
         1.0, gt=0, description="Pause between tries to publish those edits again."
     )
+    bus_gap_repair_attempts: int = Field(
+        5,
+        ge=0,
+        description="Reads of the shared store to recover an edit a room event built on but"
+        " that never arrived (0: leave it to the clients' next SYNC).",
+    )
+    bus_gap_repair_retry_seconds: float = Field(
+        1.0, gt=0, description="Pause between those reads while the edit is not stored yet."
+    )
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL for documents and audit (default: SQLite)."
     )

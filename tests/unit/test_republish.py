@@ -1,4 +1,5 @@
-"""Edits whose publish to the other instances failed are published again once the bus is back."""
+"""Edits lost between instances: published again by the sender once the bus is back, and read
+from the shared store by a receiver that got an edit building on one it never had."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pycrdt import Doc, Text
 
 from collabgate.bus.memory import InProcessBus, InProcessHub
 from collabgate.bus.port import RoomEvent
-from tests.unit.test_gateway import RESOURCE, Harness, read, text_update
+from collabgate.documents.memory import MemoryDocumentStore
+from collabgate.documents.service import DocumentService
+from tests.unit.test_gateway import RESOURCE, AuditCollector, Harness, read, text_update
 
 
 class BusThatCanFail(InProcessBus):
@@ -111,3 +114,73 @@ async def test_only_edits_are_kept_and_at_most_the_configured_number() -> None:
     frames = read(bob)
     assert [f["type"] for f in frames] == ["Y_UPDATE"]  # the newest edit; the oldest was dropped
     assert (sample(first, "sent"), sample(first, "dropped")) == (1, 1)
+
+
+# --- an event lost between instances: the receiver reads what it lacks from the store ------------
+
+
+class LossyBus(InProcessBus):
+    """The in-process bus, losing the events published while ``losing`` (a broker restart
+    drops the messages its queues held): the publisher is told nothing."""
+
+    def __init__(self, hub: InProcessHub) -> None:
+        super().__init__(hub)
+        self.losing = False
+
+    async def publish(self, event: RoomEvent) -> None:
+        if not self.losing:
+            await super().publish(event)
+
+
+async def two_instances_on_one_store(**settings: Any) -> tuple[Harness, Harness, LossyBus]:
+    """Two instances on one shared document store, as with PostgreSQL."""
+    hub, store = InProcessHub(), MemoryDocumentStore(audit=AuditCollector())
+    first = Harness(instance_id="a")
+    second = Harness(instance_id="b", bus_gap_repair_retry_seconds=0.01, **settings)
+    bus = LossyBus(hub)
+    first.gateway.bus, second.gateway.bus = bus, InProcessBus(hub)
+    for harness in (first, second):
+        harness.store = store
+        harness.gateway.documents = DocumentService(
+            store, compaction_threshold=1000, shared_store=True
+        )
+        await harness.gateway.bus.start(harness.gateway.instance_id, harness.gateway._on_bus_event)
+    return first, second, bus
+
+
+async def test_an_edit_lost_between_instances_is_read_from_the_store_and_sent_to_the_room() -> None:
+    first, second, bus = await two_instances_on_one_store()
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    read(bob)
+    typed: Doc[Any] = Doc()
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
+    bus.losing = True
+    await first.send(alice, **frame, update=b64(text_update(typed, "BP ")), ref="u1")
+    bus.losing = False
+    await first.send(alice, **frame, update=b64(text_update(typed, "120/80")), ref="u2")
+    await second.gateway.wait_gaps_repaired()
+    relayed, recovered = read(bob)
+    assert relayed["userId"] == "alice"  # u2, which Y.js keeps pending without u1
+    assert text_of_updates([relayed]) == ""
+    assert (recovered["type"], recovered["userId"]) == ("Y_UPDATE", None)  # from the store
+    assert text_of_updates([relayed, recovered]) == "BP 120/80"
+    counted = second.gateway.metrics.registry.get_sample_value("collabgate_bus_gaps_repaired_total")
+    assert counted == 1
+
+
+async def test_an_event_that_builds_on_nothing_missing_reads_nothing() -> None:
+    first, second, _ = await two_instances_on_one_store()
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    typed: Doc[Any] = Doc()
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
+    await first.send(alice, **frame, update=b64(text_update(typed, "BP ")), ref="u1")
+    content = typed.get("content", type=Text)
+    state = typed.get_state()
+    del content[0:1]  # a deletion: an update with no inserted content at all
+    await first.send(alice, **frame, update=b64(typed.get_update(state)), ref="u2")
+    assert second.gateway._repairing == {}
+    assert text_of_updates(read(bob)) == "P "

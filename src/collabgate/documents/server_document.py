@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, get_update
 
 from collabgate.documents.port import StoredDocument
 from collabgate.errors import InvalidPayload
@@ -57,6 +57,11 @@ class ServerDocument:
         self.revision = max(self.revision, stored.revision)
         self.stored_revision = max(self.stored_revision, stored.revision)
 
+    def lacks_part_of(self, update: bytes) -> bool:
+        """Whether an edit in ``update`` (applied already) is not in the document: it builds on
+        an edit that never arrived here, and Y.js keeps it pending until that one does."""
+        return inserts_anything(get_update(update, self._doc.get_state()))
+
     def full_state(self) -> bytes:
         return self._doc.get_update()
 
@@ -69,3 +74,9 @@ class ServerDocument:
 
     def state_vector(self) -> bytes:
         return self._doc.get_state()
+
+
+def inserts_anything(update: bytes) -> bool:
+    """Whether a Y.js v1 update holds any inserted content, not only deletions: it starts with
+    the number of clients whose new items it carries (a var-uint, one 0 byte for none)."""
+    return update[:1] not in (b"", b"\x00")

@@ -69,6 +69,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.bus_gaps_repaired = Counter(
+            "collabgate_bus_gaps_repaired_total",
+            "Room events that built on an edit lost between instances, whose missing edits were"
+            " read from the shared store and sent to the room.",
+            registry=r,
+        )
         self.audit_logs_written = Counter(
             "audit_logs_written_total", "Audit events durably stored.", registry=r
         )

@@ -91,7 +91,7 @@ def y_update_ack(ref: str | None, resource_id: str, revision: int) -> Frame:
     return _with_ref({"type": "Y_UPDATE_ACK", "resourceId": resource_id, "revision": revision}, ref)
 
 
-def y_update(resource_id: str, update: bytes, revision: int, user_id: str) -> Frame:
+def y_update(resource_id: str, update: bytes, revision: int, user_id: str | None) -> Frame:
     return {
         "type": "Y_UPDATE",
         "resourceId": resource_id,

@@ -25,7 +25,7 @@ from pycrdt import merge_updates
 from collabgate.audit.port import AuditEvent, AuditEventType, AuditSink
 from collabgate.auth.principal import Principal, Role
 from collabgate.bus.port import RoomBus, RoomEvent
-from collabgate.documents.server_document import ServerDocument
+from collabgate.documents.server_document import ServerDocument, inserts_anything
 from collabgate.documents.service import DocumentService
 from collabgate.errors import (
     ConnectionTimeout,
@@ -126,6 +126,8 @@ class Gateway:
         self.sessions = ports.sessions
         self.metrics = metrics
         self._unavailable = ports.unavailable_errors
+        #: Rooms whose copy lacks an edit a room event built on: being read from the store.
+        self._repairing: dict[str, asyncio.Task[None]] = {}
         self._republisher = Republisher(
             self._publish,
             unavailable=ports.unavailable_errors,
@@ -224,6 +226,8 @@ class Gateway:
         for timer in self._release_timers.values():
             timer.cancel()
         await self._republisher.stop()
+        for task in self._repairing.values():
+            task.cancel()
         await self.bus.close()
 
     # ------------------------------------------------------------------ connections
@@ -961,12 +965,62 @@ class Gateway:
             document = self.documents.loaded_document(event.resource_id)
             if document is not None:
                 document.apply_remote(update)
+                if document.lacks_part_of(update):
+                    self._repair_gap(event.resource_id, update)
         if event.yjs_frame is not None and event.resource_id in self._rooms:
             self._note_remote_awareness(event.resource_id, event.yjs_frame)
         outgoing = Outgoing(event.frame or None, event.yjs_frame)
         self._deliver_local(event.resource_id, outgoing, event.exclude_connection)
         if update is not None:
             self._queue_yjs_update(event.resource_id, update, event.exclude_connection)
+
+    def _repair_gap(self, resource_id: str, update: bytes) -> None:
+        """Recover from the shared store the edits ``update`` builds on, which never arrived.
+
+        A room event lost between instances (a broker restart drops the messages it held, a
+        full queue drops its oldest) leaves this copy, and this instance's clients, without an
+        edit; Y.js then holds every later edit of that user as pending. The lost edit is in the
+        store (edits are stored before anyone depends on the bus), so the copy is refreshed from
+        it and what was missing is sent to the room here, as one update. An edit stored a moment
+        after the event that built on it arrived is read again, ``bus_gap_repair_attempts``
+        times at most.
+        """
+        if self.settings.bus_gap_repair_attempts == 0 or resource_id in self._repairing:
+            return
+        task = running_loop().create_task(self._read_gap_from_store(resource_id, update))
+        self._repairing[resource_id] = task
+        task.add_done_callback(lambda _: self._repairing.pop(resource_id, None))
+
+    async def _read_gap_from_store(self, resource_id: str, update: bytes) -> None:
+        for attempt in range(self.settings.bus_gap_repair_attempts):
+            if attempt:
+                await asyncio.sleep(self.settings.bus_gap_repair_retry_seconds)
+            document = self.documents.loaded_document(resource_id)
+            if document is None:
+                return
+            before = document.state_vector()
+            try:
+                await self.documents.refresh(document)
+            except self._unavailable as exc:
+                log.warning("bus_gap_repair_failed", resource_id=resource_id, error=str(exc))
+                continue
+            recovered = document.missing_from(before)
+            if inserts_anything(recovered):
+                self.metrics.bus_gaps_repaired.inc()
+                log.info("bus_gap_repaired", resource_id=resource_id, bytes=len(recovered))
+                frame = outbound.encode(
+                    outbound.y_update(resource_id, recovered, document.revision, None)
+                )
+                self._deliver_local(resource_id, Outgoing(frame), None)
+                self._queue_yjs_update(resource_id, recovered, None)
+            if not document.lacks_part_of(update):
+                return
+        log.warning("bus_gap_unrepaired", resource_id=resource_id)
+
+    async def wait_gaps_repaired(self) -> None:
+        """Wait until every gap being read from the store is repaired or given up (tests)."""
+        while self._repairing:
+            await asyncio.gather(*self._repairing.values(), return_exceptions=True)
 
     def _queue_yjs_update(self, resource_id: str, update: bytes, sender: str | None) -> None:
         """Send an update to the room's /yjs peers at the end of this event-loop turn.
