@@ -9,8 +9,11 @@ each user editing once a second. Prints, per step and setup: updates/s, deliveri
 latency p50/p99 (sender's send to peer's receive, both in one load-generator process: for the
 cluster this mixes same-instance and cross-instance deliveries, ~3/4 of them cross-instance with
 rooms of 5 on 3 instances), Y_UPDATE_ACK p99, lock acquire p99 (Redis in the cluster) and audit
-events written/s (the gateways' audit_logs_written_total). Uses the machine's Redis (6379),
-RabbitMQ (5672) and PostgreSQL (5432) with a unique key prefix, exchange and database.
+events written/s (the gateways' audit_logs_written_total), and over each step the updates
+renumbered by the store (``revision_conflicts``), failed publishes, edits published again after
+one (``republished_sent``) and lost room events repaired from PostgreSQL (``gaps_repaired``).
+Uses the machine's Redis (6379), RabbitMQ (5672) and PostgreSQL (5432) with a unique key prefix,
+exchange and database.
 Reuses bench/fanout.py's load generator by import. Not a test: it prints figures.
 """
 
@@ -89,6 +92,12 @@ def scrape(gateways: list[GatewayProcess]) -> dict[str, float]:
                     key = "audit"
                 elif sample.name == "collabgate_document_revision_conflicts_total":
                     key = "revision_conflicts"
+                elif sample.name == "rabbitmq_publish_total" and sample.labels["result"] != "ok":
+                    key = "publish_failed"
+                elif sample.name == "collabgate_bus_republished_total":
+                    key = f"republished_{sample.labels['result']}"
+                elif sample.name == "collabgate_bus_gaps_repaired_total":
+                    key = "gaps_repaired"
                 elif sample.name == "lock_acquisition_duration_seconds_bucket":
                     key = f"lock_le_{sample.labels['le']}"
                 else:
@@ -164,11 +173,20 @@ def run_cluster_step(
         "audit_events_per_s": round(
             (metrics_after.get("audit", 0.0) - metrics_before.get("audit", 0.0)) / elapsed
         ),
-        # Stores retried under a later revision (another instance took theirs), whole step.
-        "revision_conflicts": round(
-            metrics_after.get("revision_conflicts", 0.0)
-            - metrics_before.get("revision_conflicts", 0.0)
-        ),
+        # Whole step: updates stored under a later revision than their instance gave them
+        # (another instance took theirs); publishes that failed (the broker away, or a confirm
+        # later than the publish timeout), edits published again after one, and room events
+        # that built on an edit lost on the bus (read back from PostgreSQL).
+        **{
+            key: round(metrics_after.get(key, 0.0) - metrics_before.get(key, 0.0))
+            for key in (
+                "revision_conflicts",
+                "publish_failed",
+                "republished_sent",
+                "republished_dropped",
+                "gaps_repaired",
+            )
+        },
     }
 
 
@@ -268,7 +286,8 @@ def main() -> None:
     header = [
         "setup", "users", "connected", "errors", "updates_per_s", "deliveries_per_s",
         "fanout_p50_ms", "fanout_p99_ms", "ack_p99_ms", "lock_p99_ms", "lock_decision_p99_le_ms",
-        "audit_events_per_s", "revision_conflicts",
+        "audit_events_per_s", "revision_conflicts", "publish_failed", "republished_sent",
+        "gaps_repaired",
     ]  # fmt: skip
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -9,23 +9,28 @@ from typing import Any
 from pycrdt import Doc, Text
 
 from collabgate.bus.memory import InProcessBus, InProcessHub
-from collabgate.bus.port import RoomEvent
+from collabgate.bus.port import PublishUnconfirmed, RoomEvent
 from collabgate.documents.memory import MemoryDocumentStore
 from collabgate.documents.service import DocumentService
+from collabgate.protocol import outbound
 from tests.unit.test_gateway import RESOURCE, AuditCollector, Harness, read, text_update
 
 
 class BusThatCanFail(InProcessBus):
-    """The in-process bus, refusing every publish while ``down``: a broker that is away."""
+    """The in-process bus, refusing every publish while ``down``: a broker that is away; or,
+    while ``unconfirmed``, delivering them but saying the confirm did not come in time."""
 
     def __init__(self, hub: InProcessHub) -> None:
         super().__init__(hub)
         self.down = False
+        self.unconfirmed = False
 
     async def publish(self, event: RoomEvent) -> None:
         if self.down:
             raise ConnectionError("rabbitmq unavailable: not connected")
         await super().publish(event)
+        if self.unconfirmed:
+            raise PublishUnconfirmed("rabbitmq unavailable during publish: TimeoutError")
 
 
 async def two_instances(**settings: Any) -> tuple[Harness, Harness, BusThatCanFail]:
@@ -116,6 +121,21 @@ async def test_only_edits_are_kept_and_at_most_the_configured_number() -> None:
     assert (sample(first, "sent"), sample(first, "dropped")) == (1, 1)
 
 
+async def test_an_edit_whose_confirm_came_late_is_not_published_again() -> None:
+    """A late confirm usually means a busy broker, not a lost event: publishing it again would
+    add load exactly when there is too much (a receiver that lacks it reads the store)."""
+    first, second, bus = await two_instances()
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    read(bob)
+    bus.unconfirmed = True
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE, "update": b64(text_update(Doc(), "x"))}
+    await first.send(alice, **frame, ref="u1")
+    assert first.gateway._republisher.waiting == 0
+    assert text_of_updates(read(bob)) == "x"
+
+
 # --- an event lost between instances: the receiver reads what it lacks from the store ------------
 
 
@@ -136,7 +156,7 @@ async def two_instances_on_one_store(**settings: Any) -> tuple[Harness, Harness,
     """Two instances on one shared document store, as with PostgreSQL."""
     hub, store = InProcessHub(), MemoryDocumentStore(audit=AuditCollector())
     first = Harness(instance_id="a")
-    second = Harness(instance_id="b", bus_gap_repair_retry_seconds=0.01, **settings)
+    second = Harness(instance_id="b", **{"bus_gap_repair_retry_seconds": 0.01, **settings})
     bus = LossyBus(hub)
     first.gateway.bus, second.gateway.bus = bus, InProcessBus(hub)
     for harness in (first, second):
@@ -168,6 +188,30 @@ async def test_an_edit_lost_between_instances_is_read_from_the_store_and_sent_to
     assert text_of_updates([relayed, recovered]) == "BP 120/80"
     counted = second.gateway.metrics.registry.get_sample_value("collabgate_bus_gaps_repaired_total")
     assert counted == 1
+
+
+async def test_an_event_that_was_only_late_reads_nothing() -> None:
+    """The gap fills before the first read is due (the missing event arrives late): no read."""
+    first, second, bus = await two_instances_on_one_store(bus_gap_repair_retry_seconds=1.0)
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    read(bob)
+    typed: Doc[Any] = Doc()
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
+    bus.losing = True
+    late = text_update(typed, "BP ")
+    await first.send(alice, **frame, update=b64(late), ref="u1")
+    bus.losing = False
+    await first.send(alice, **frame, update=b64(text_update(typed, "120/80")), ref="u2")
+    assert list(second.gateway._repairing) == [RESOURCE]  # a read is due in a second
+    json_frame = outbound.encode(outbound.y_update(RESOURCE, late, 1, "alice"))
+    await second.gateway._on_bus_event(RoomEvent(RESOURCE, "a", json_frame, late))  # here it is
+    await second.gateway.wait_gaps_repaired()
+    assert (
+        second.gateway.metrics.registry.get_sample_value("collabgate_bus_gaps_repaired_total") == 0
+    )
+    assert text_of_updates(read(bob)) == "BP 120/80"
 
 
 async def test_an_event_that_builds_on_nothing_missing_reads_nothing() -> None:

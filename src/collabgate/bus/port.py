@@ -29,6 +29,12 @@ class RoomEvent:
 RoomEventHandler = Callable[[RoomEvent], Awaitable[None]]
 
 
+class PublishUnconfirmed(ConnectionError):
+    """The broker did not confirm a publish in time: the event may still reach the other
+    instances (usually it does, late), so it is not published again; a receiver that lacks it
+    reads it from the store (``Gateway._repair_gap``)."""
+
+
 class RoomBus(Protocol):
     async def start(self, instance_id: str, handler: RoomEventHandler) -> None:
         """Begin delivering other instances' events to ``handler``."""

@@ -87,7 +87,7 @@ from aio_pika.abc import (
 from yarl import URL
 
 from collabgate.bus import envelope, sharding
-from collabgate.bus.port import RoomEvent, RoomEventHandler
+from collabgate.bus.port import PublishUnconfirmed, RoomEvent, RoomEventHandler
 from collabgate.ops.metrics import Metrics
 from collabgate.settings import SettingsError
 
@@ -288,7 +288,10 @@ class RabbitMqBus:
             if not _is_broker_failure(exc, _PUBLISH_FAILURES):
                 raise
             self._publish_failed()
-            raise ConnectionError(f"rabbitmq unavailable during publish: {_describe(exc)}") from exc
+            message_text = f"rabbitmq unavailable during publish: {_describe(exc)}"
+            if isinstance(exc, TimeoutError):  # sent, or about to be: only the confirm is late
+                raise PublishUnconfirmed(message_text) from exc
+            raise ConnectionError(message_text) from exc
         if self._published_ok is not None:
             self._published_ok.inc()
 

@@ -24,7 +24,7 @@ from pycrdt import merge_updates
 
 from collabgate.audit.port import AuditEvent, AuditEventType, AuditSink
 from collabgate.auth.principal import Principal, Role
-from collabgate.bus.port import RoomBus, RoomEvent
+from collabgate.bus.port import PublishUnconfirmed, RoomBus, RoomEvent
 from collabgate.documents.server_document import ServerDocument, inserts_anything
 from collabgate.documents.service import DocumentService
 from collabgate.errors import (
@@ -937,7 +937,8 @@ class Gateway:
         except self._unavailable as exc:
             # This instance's clients have it; an edit is published again once the bus is back.
             log.warning("bus_publish_failed", resource_id=resource_id, error=str(exc))
-            self._republisher.failed(event)
+            if not isinstance(exc, PublishUnconfirmed):
+                self._republisher.failed(event)
 
     async def _publish(self, event: RoomEvent) -> None:
         await self.bus.publish(event)
@@ -981,9 +982,11 @@ class Gateway:
         full queue drops its oldest) leaves this copy, and this instance's clients, without an
         edit; Y.js then holds every later edit of that user as pending. The lost edit is in the
         store (edits are stored before anyone depends on the bus), so the copy is refreshed from
-        it and what was missing is sent to the room here, as one update. An edit stored a moment
-        after the event that built on it arrived is read again, ``bus_gap_repair_attempts``
-        times at most.
+        it and what was missing is sent to the room here, as one update. Each read waits
+        ``bus_gap_repair_retry_seconds`` first: an event that is only late (a busy broker, an
+        edit published again after an outage) usually fills the gap meanwhile, and then nothing
+        is read. An edit stored a moment after the event that built on it arrived is read again,
+        ``bus_gap_repair_attempts`` times at most.
         """
         if self.settings.bus_gap_repair_attempts == 0 or resource_id in self._repairing:
             return
@@ -992,11 +995,10 @@ class Gateway:
         task.add_done_callback(lambda _: self._repairing.pop(resource_id, None))
 
     async def _read_gap_from_store(self, resource_id: str, update: bytes) -> None:
-        for attempt in range(self.settings.bus_gap_repair_attempts):
-            if attempt:
-                await asyncio.sleep(self.settings.bus_gap_repair_retry_seconds)
+        for _ in range(self.settings.bus_gap_repair_attempts):
+            await asyncio.sleep(self.settings.bus_gap_repair_retry_seconds)
             document = self.documents.loaded_document(resource_id)
-            if document is None:
+            if document is None or not document.lacks_part_of(update):
                 return
             before = document.state_vector()
             try:
@@ -1013,9 +1015,9 @@ class Gateway:
                 )
                 self._deliver_local(resource_id, Outgoing(frame), None)
                 self._queue_yjs_update(resource_id, recovered, None)
-            if not document.lacks_part_of(update):
-                return
-        log.warning("bus_gap_unrepaired", resource_id=resource_id)
+        document = self.documents.loaded_document(resource_id)
+        if document is not None and document.lacks_part_of(update):
+            log.warning("bus_gap_unrepaired", resource_id=resource_id)
 
     async def wait_gaps_repaired(self) -> None:
         """Wait until every gap being read from the store is repaired or given up (tests)."""
