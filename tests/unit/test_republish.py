@@ -228,3 +228,35 @@ async def test_an_event_that_builds_on_nothing_missing_reads_nothing() -> None:
     await first.send(alice, **frame, update=b64(typed.get_update(state)), ref="u2")
     assert second.gateway._repairing == {}
     assert text_of_updates(read(bob)) == "P "
+
+
+async def test_gaps_shown_while_a_read_is_due_are_checked_by_it() -> None:
+    """Two users' first edits are lost. The second edit of one shows a gap and a read is due;
+    the other's second edit shows its own gap meanwhile, and the first user's lost edit then
+    arrives late. When the read is due, the first gap is closed but the second is not: read."""
+    _, second, _ = await two_instances_on_one_store(bus_gap_repair_retry_seconds=0.2)
+    bob = await second.connect("bob")
+    await second.join(bob)
+    read(bob)
+    edits: dict[str, list[bytes]] = {}
+    for user in ("alice", "carol"):
+        typed: Doc[Any] = Doc()
+        edits[user] = [text_update(typed, f"<{user}>"), text_update(typed, f"</{user}>")]
+    for revision, update in enumerate((edits["alice"][0], edits["carol"][0]), start=1):
+        await second.store.append(RESOURCE, revision, update)  # stored; their events are lost
+
+    async def event(user: str, update: bytes) -> None:
+        frame = outbound.encode(outbound.y_update(RESOURCE, update, 0, user))
+        await second.gateway._on_bus_event(RoomEvent(RESOURCE, "a", frame, update))
+
+    await event("alice", edits["alice"][1])  # a gap: a read is due
+    await event("carol", edits["carol"][1])  # another gap, while the read is due
+    await event("alice", edits["alice"][0])  # alice's, late: her gap closes
+    await second.gateway.wait_gaps_repaired()
+    text = text_of_updates(read(bob))
+    assert sorted(text.replace(">", "> ").split()) == sorted(
+        ["<alice>", "</alice>", "<carol>", "</carol>"]
+    )
+    assert (
+        second.gateway.metrics.registry.get_sample_value("collabgate_bus_gaps_repaired_total") == 1
+    )

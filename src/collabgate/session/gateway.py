@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,6 +75,8 @@ log = structlog.get_logger(__name__)
 
 CLOSE_GOING_AWAY_RESTART = 1012
 MAX_RESOURCE_TYPE_LABELS = 20
+#: Room events of one room kept to check whether the gap they showed is closed (the newest).
+GAPS_CHECKED_PER_ROOM = 256
 CLOSE_POLICY = 1008
 CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
@@ -126,7 +129,9 @@ class Gateway:
         self.sessions = ports.sessions
         self.metrics = metrics
         self._unavailable = ports.unavailable_errors
-        #: Rooms whose copy lacks an edit a room event built on: being read from the store.
+        #: Rooms whose copy lacks edits that room events built on: the events whose gap is not
+        #: known to be closed yet, and the task reading the room from the store.
+        self._gaps: dict[str, deque[bytes]] = {}
         self._repairing: dict[str, asyncio.Task[None]] = {}
         self._republisher = Republisher(
             self._publish,
@@ -988,24 +993,47 @@ class Gateway:
         is read. An edit stored a moment after the event that built on it arrived is read again,
         ``bus_gap_repair_attempts`` times at most.
         """
-        if self.settings.bus_gap_repair_attempts == 0 or resource_id in self._repairing:
+        if self.settings.bus_gap_repair_attempts == 0:
             return
-        task = running_loop().create_task(self._read_gap_from_store(resource_id, update))
-        self._repairing[resource_id] = task
-        task.add_done_callback(lambda _: self._repairing.pop(resource_id, None))
+        self._gaps.setdefault(resource_id, deque(maxlen=GAPS_CHECKED_PER_ROOM)).append(update)
+        if resource_id not in self._repairing:
+            task = running_loop().create_task(self._read_gaps_from_store(resource_id))
+            self._repairing[resource_id] = task
 
-    async def _read_gap_from_store(self, resource_id: str, update: bytes) -> None:
-        for _ in range(self.settings.bus_gap_repair_attempts):
-            await asyncio.sleep(self.settings.bus_gap_repair_retry_seconds)
-            document = self.documents.loaded_document(resource_id)
-            if document is None or not document.lacks_part_of(update):
-                return
+    def _open_gaps(self, resource_id: str) -> deque[bytes]:
+        """The room's events still building on something missing (the others are forgotten)."""
+        document = self.documents.loaded_document(resource_id)
+        waiting = self._gaps.get(resource_id, deque())
+        still = deque(
+            (u for u in waiting if document is not None and document.lacks_part_of(u)),
+            maxlen=GAPS_CHECKED_PER_ROOM,
+        )
+        self._gaps[resource_id] = still
+        return still
+
+    async def _read_gaps_from_store(self, resource_id: str) -> None:
+        try:
+            for _ in range(self.settings.bus_gap_repair_attempts):
+                await asyncio.sleep(self.settings.bus_gap_repair_retry_seconds)
+                if not self._open_gaps(resource_id):
+                    return
+                await self._read_room_from_store(resource_id)
+            if self._open_gaps(resource_id):
+                log.warning("bus_gap_unrepaired", resource_id=resource_id)
+        finally:  # at once: a gap shown from now on starts a read of its own
+            self._gaps.pop(resource_id, None)
+            self._repairing.pop(resource_id, None)
+
+    async def _read_room_from_store(self, resource_id: str) -> None:
+        """Refresh the room's copy from the store; send the room what that added."""
+        document = self.documents.loaded_document(resource_id)
+        if document is not None:
             before = document.state_vector()
             try:
                 await self.documents.refresh(document)
             except self._unavailable as exc:
                 log.warning("bus_gap_repair_failed", resource_id=resource_id, error=str(exc))
-                continue
+                return
             recovered = document.missing_from(before)
             if inserts_anything(recovered):
                 self.metrics.bus_gaps_repaired.inc()
@@ -1015,9 +1043,6 @@ class Gateway:
                 )
                 self._deliver_local(resource_id, Outgoing(frame), None)
                 self._queue_yjs_update(resource_id, recovered, None)
-        document = self.documents.loaded_document(resource_id)
-        if document is not None and document.lacks_part_of(update):
-            log.warning("bus_gap_unrepaired", resource_id=resource_id)
 
     async def wait_gaps_repaired(self) -> None:
         """Wait until every gap being read from the store is repaired or given up (tests)."""

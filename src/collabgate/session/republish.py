@@ -1,17 +1,19 @@
 """Edits whose publish to the other instances failed, published again once the bus is back.
 
-Without this, an edit published while RabbitMQ was away (a broker restart, a failover, a confirm
-that came too late) never reached the other instances' clients: Y.js holds every later edit of
-the same client that builds on it as pending, so those clients stopped seeing that user's typing
-until they reconnected or sent a SYNC. The edit itself is safe (stored and acknowledged without
-the bus); only its relay is missing.
+Without this, an edit published while RabbitMQ was away (a broker restart, a failover) never
+reached the other instances' clients: Y.js holds every later edit of the same client that builds
+on it as pending, so those clients stopped seeing that user's typing until they reconnected or
+sent a SYNC. The edit itself is safe (stored and acknowledged without the bus); only its relay
+is missing.
 
 :class:`Republisher` keeps those events, oldest first and at most ``max_events`` of them, and
 one task publishes them again in order: at once, then every ``retry_seconds`` while the bus still
-refuses. Y.js updates are idempotent and commute, so one that arrives late, or twice (a publish
-that timed out waiting for its confirm may have been delivered after all), changes nothing it
-should not. Only updates are kept: a presence or lock event published late would show a state
-that has since changed.
+refuses. Y.js updates are idempotent and commute, so one that arrives late or twice changes
+nothing it should not. Only updates are kept: a presence or lock event published late would show
+a state that has since changed. A publish whose confirm came late
+(:class:`~collabgate.bus.port.PublishUnconfirmed`) is not kept: it was sent, and usually
+delivered; publishing it again would add load to a broker that is already behind (measured,
+docs/performance.md). A receiver that never got it reads it from the store.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from prometheus_client import Counter
 
-from collabgate.bus.port import RoomEvent
+from collabgate.bus.port import PublishUnconfirmed, RoomEvent
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +76,8 @@ class Republisher:
             event = self._waiting[0]
             try:
                 await self._publish(event)
+            except PublishUnconfirmed:
+                pass  # sent: see the module's docstring
             except self._unavailable:
                 await asyncio.sleep(self._retry_seconds)
                 continue
@@ -84,7 +88,7 @@ class Republisher:
         log.info("bus_republished", events=sent)
 
     async def wait_idle(self) -> None:
-        """Until nothing waits to be published again (for tests and shutdown)."""
+        """Until nothing waits to be published again (tests)."""
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
 
