@@ -114,12 +114,28 @@ async def test_rabbitmq_restart_under_traffic(
             texts = {str(e.client.text(RESOURCE)) for e in editors}
             return len(texts) == 1 and not missing(acknowledged, texts.pop())
 
-        await poll(converged, 30, "every client to hold every acknowledged update without SYNC")
-        republished = [
-            await metric(g, "collabgate_bus_republished_total", result="sent")
-            for g in cluster.gateways
-        ]
-        assert all(n is not None and n > 0 for n in republished), republished
+        async def republished() -> list[float | None]:
+            return [
+                await metric(g, "collabgate_bus_republished_total", result="sent")
+                for g in cluster.gateways
+            ]
+
+        try:
+            await poll(converged, 30, "every client to hold every acknowledged update")
+        except TimeoutError:
+            lacking = {
+                e.name: missing(acknowledged, str(e.client.text(RESOURCE)))[:5] for e in editors
+            }
+            repaired = [
+                await metric(g, "collabgate_bus_gaps_repaired_total") for g in cluster.gateways
+            ]
+            raise AssertionError(
+                f"without SYNC, clients lack acknowledged updates (first 5 each): {lacking};"
+                f" edits published again per instance {await republished()}, gaps repaired"
+                f" {repaired}"
+            ) from None
+        again = await republished()
+        assert all(n is not None and n > 0 for n in again), again
         stored_lacks = missing(acknowledged, await stored_text(cluster.database_url))
         assert stored_lacks == [], f"acknowledged updates missing from PostgreSQL: {stored_lacks}"
         for client in [*watchers, *(e.client for e in editors)]:

@@ -260,3 +260,23 @@ async def test_gaps_shown_while_a_read_is_due_are_checked_by_it() -> None:
     assert (
         second.gateway.metrics.registry.get_sample_value("collabgate_bus_gaps_repaired_total") == 1
     )
+
+
+async def test_a_join_that_finds_a_lost_edit_in_the_store_sends_it_to_the_room() -> None:
+    """A join reads the room from the store; the edit whose event was lost is in it. The clients
+    already in the room get it too: once the copy has it, no later event shows them a gap."""
+    first, second, bus = await two_instances_on_one_store()
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    read(bob)
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
+    bus.losing = True
+    await first.send(alice, **frame, update=b64(text_update(Doc(), "lost")), ref="u1")
+    bus.losing = False
+    carol = await second.connect("carol")
+    state = await second.join(carol)
+    assert "lost" in text_of_updates([{"type": "Y_UPDATE", "update": state["state"]}])
+    frames = [f for f in read(bob) if f["type"] == "Y_UPDATE"]
+    assert [f["userId"] for f in frames] == [None]
+    assert text_of_updates(frames) == "lost"

@@ -71,8 +71,8 @@ class Metrics:
         )
         self.bus_gaps_repaired = Counter(
             "collabgate_bus_gaps_repaired_total",
-            "Room events that built on an edit lost between instances, whose missing edits were"
-            " read from the shared store and sent to the room.",
+            "Reads of the shared store (after a room event that built on a lost one, a join or a"
+            " SYNC) that found edits this instance never received on the bus; sent to the room.",
             registry=r,
         )
         self.audit_logs_written = Counter(

@@ -512,7 +512,7 @@ class Gateway:
         self._check_resource_type(resource_id, resource_type)
         self._check_mode(connection.principal, mode)
         document = await self.documents.get(resource_id)
-        await self.documents.refresh(document)
+        await self._refresh_from_store(document)
         if await self._room_is_full_for(resource_id, connection.user_id):
             raise RoomFull(f"{resource_id} already has {self.settings.room_max_users} users")
         member = self._member(connection, mode)
@@ -689,7 +689,7 @@ class Gateway:
     async def _sync(self, connection: Connection, request: Sync) -> None:
         connection.mode_in(request.resource_id)
         document = await self.documents.get(request.resource_id)
-        await self.documents.refresh(document)
+        await self._refresh_from_store(document, exclude=connection.id)
         missing = document.missing_from(request.state_vector)
         self._reply(
             connection,
@@ -1025,24 +1025,34 @@ class Gateway:
             self._repairing.pop(resource_id, None)
 
     async def _read_room_from_store(self, resource_id: str) -> None:
-        """Refresh the room's copy from the store; send the room what that added."""
         document = self.documents.loaded_document(resource_id)
         if document is not None:
-            before = document.state_vector()
             try:
-                await self.documents.refresh(document)
+                await self._refresh_from_store(document)
             except self._unavailable as exc:
                 log.warning("bus_gap_repair_failed", resource_id=resource_id, error=str(exc))
-                return
-            recovered = document.missing_from(before)
-            if inserts_anything(recovered):
-                self.metrics.bus_gaps_repaired.inc()
-                log.info("bus_gap_repaired", resource_id=resource_id, bytes=len(recovered))
-                frame = outbound.encode(
-                    outbound.y_update(resource_id, recovered, document.revision, None)
-                )
-                self._deliver_local(resource_id, Outgoing(frame), None)
-                self._queue_yjs_update(resource_id, recovered, None)
+
+    async def _refresh_from_store(
+        self, document: ServerDocument, exclude: str | None = None
+    ) -> None:
+        """Merge what other instances stored into the room's copy, and send the room here what
+        that added: edits whose room events never reached this instance.
+
+        Whoever asked (a join, a SYNC, a gap) is not the only one lacking them: the room's
+        clients got exactly what reached this copy, so without being told they would hold
+        every later edit of those users as pending (Y.js waits for what an edit builds on).
+        """
+        before = document.state_vector()
+        await self.documents.refresh(document)
+        recovered = document.missing_from(before)
+        if not inserts_anything(recovered):
+            return
+        resource_id = document.resource_id
+        self.metrics.bus_gaps_repaired.inc()
+        log.info("bus_gap_repaired", resource_id=resource_id, bytes=len(recovered))
+        frame = outbound.encode(outbound.y_update(resource_id, recovered, document.revision, None))
+        self._deliver_local(resource_id, Outgoing(frame), exclude)
+        self._queue_yjs_update(resource_id, recovered, exclude)
 
     async def wait_gaps_repaired(self) -> None:
         """Wait until every gap being read from the store is repaired or given up (tests)."""
