@@ -13,6 +13,7 @@ from collabgate.bus.port import PublishUnconfirmed, RoomEvent
 from collabgate.documents.memory import MemoryDocumentStore
 from collabgate.documents.service import DocumentService
 from collabgate.protocol import outbound
+from collabgate.session.connection import Connection
 from tests.unit.test_gateway import RESOURCE, AuditCollector, Harness, read, text_update
 
 
@@ -45,6 +46,15 @@ async def two_instances(**settings: Any) -> tuple[Harness, Harness, BusThatCanFa
     return first, second, bus
 
 
+async def alice_and_bob(first: Harness, second: Harness) -> tuple[Connection, Connection]:
+    """Alice in the room on the first instance, Bob on the second, Bob's inbox emptied."""
+    alice, bob = await first.connect("alice"), await second.connect("bob")
+    await first.join(alice)
+    await second.join(bob)
+    read(bob)
+    return alice, bob
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -66,9 +76,7 @@ def sample(h: Harness, result: str) -> float:
 
 async def test_edits_made_while_the_bus_was_away_reach_the_other_instance_once_it_is_back() -> None:
     first, second, bus = await two_instances()
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
+    alice, bob = await alice_and_bob(first, second)
     read(alice)
     read(bob)
     typed: Doc[Any] = Doc()
@@ -125,10 +133,7 @@ async def test_an_edit_whose_confirm_came_late_is_not_published_again() -> None:
     """A late confirm usually means a busy broker, not a lost event: publishing it again would
     add load exactly when there is too much (a receiver that lacks it reads the store)."""
     first, second, bus = await two_instances()
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
-    read(bob)
+    alice, bob = await alice_and_bob(first, second)
     bus.unconfirmed = True
     frame = {"type": "Y_UPDATE", "resourceId": RESOURCE, "update": b64(text_update(Doc(), "x"))}
     await first.send(alice, **frame, ref="u1")
@@ -170,10 +175,7 @@ async def two_instances_on_one_store(**settings: Any) -> tuple[Harness, Harness,
 
 async def test_an_edit_lost_between_instances_is_read_from_the_store_and_sent_to_the_room() -> None:
     first, second, bus = await two_instances_on_one_store()
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
-    read(bob)
+    alice, bob = await alice_and_bob(first, second)
     typed: Doc[Any] = Doc()
     frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
     bus.losing = True
@@ -193,10 +195,7 @@ async def test_an_edit_lost_between_instances_is_read_from_the_store_and_sent_to
 async def test_an_event_that_was_only_late_reads_nothing() -> None:
     """The gap fills before the first read is due (the missing event arrives late): no read."""
     first, second, bus = await two_instances_on_one_store(bus_gap_repair_retry_seconds=1.0)
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
-    read(bob)
+    alice, bob = await alice_and_bob(first, second)
     typed: Doc[Any] = Doc()
     frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
     bus.losing = True
@@ -216,9 +215,7 @@ async def test_an_event_that_was_only_late_reads_nothing() -> None:
 
 async def test_an_event_that_builds_on_nothing_missing_reads_nothing() -> None:
     first, second, _ = await two_instances_on_one_store()
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
+    alice, bob = await alice_and_bob(first, second)
     typed: Doc[Any] = Doc()
     frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
     await first.send(alice, **frame, update=b64(text_update(typed, "BP ")), ref="u1")
@@ -266,10 +263,7 @@ async def test_a_join_that_finds_a_lost_edit_in_the_store_sends_it_to_the_room()
     """A join reads the room from the store; the edit whose event was lost is in it. The clients
     already in the room get it too: once the copy has it, no later event shows them a gap."""
     first, second, bus = await two_instances_on_one_store()
-    alice, bob = await first.connect("alice"), await second.connect("bob")
-    await first.join(alice)
-    await second.join(bob)
-    read(bob)
+    alice, bob = await alice_and_bob(first, second)
     frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
     bus.losing = True
     await first.send(alice, **frame, update=b64(text_update(Doc(), "lost")), ref="u1")
