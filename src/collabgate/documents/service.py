@@ -72,15 +72,19 @@ class DocumentService:
         finally:
             del self._loading[resource_id]
 
-    async def refresh(self, document: ServerDocument) -> None:
-        """Merge what other instances stored into the loaded copy.
+    async def refresh(self, document: ServerDocument) -> bytes:
+        """Merge what other instances stored into the loaded copy; return what that added, as
+        one update (empty bytes with a store of this instance's own, which holds nothing new).
 
         Room events between instances can be lost (a broker restart); the store cannot. A client
         that joins or SYNCs then gets everything acknowledged anywhere, not only what reached this
         instance's memory.
         """
-        if self.shared_store:
-            document.merge_stored(await self._store.load(document.resource_id))
+        if not self.shared_store:
+            return b""
+        before = document.state_vector()
+        document.merge_stored(await self._store.load(document.resource_id))
+        return document.missing_from(before)
 
     def apply(self, document: ServerDocument, update: bytes) -> int:
         """Apply ``update`` in memory and return its revision; :meth:`persist` makes it durable."""

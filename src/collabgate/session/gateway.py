@@ -1042,9 +1042,7 @@ class Gateway:
         clients got exactly what reached this copy, so without being told they would hold
         every later edit of those users as pending (Y.js waits for what an edit builds on).
         """
-        before = document.state_vector()
-        await self.documents.refresh(document)
-        recovered = document.missing_from(before)
+        recovered = await self.documents.refresh(document)
         if not inserts_anything(recovered):
             return
         resource_id = document.resource_id
