@@ -1,4 +1,5 @@
-"""ops/event_loop.py: the running loop without a getpid() per lookup, and settled()."""
+"""ops/event_loop.py: the running loop without a getpid() per lookup, the message queue of a
+socket, and settled()."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from collabgate.ops.event_loop import LoopQueue, running_loop, settled
+from collabgate.ops.event_loop import MessageQueue, running_loop, settled
 
 
 def test_running_loop_is_the_loop_of_each_run_in_turn() -> None:
@@ -26,25 +27,38 @@ def test_running_loop_outside_a_loop_raises() -> None:
         running_loop()
 
 
-async def test_a_loop_queue_hands_items_to_a_waiting_getter() -> None:
-    queue = LoopQueue()
+async def test_a_message_queue_hands_items_to_its_waiting_reader_in_order() -> None:
+    queue: MessageQueue[str] = MessageQueue()
     getter = asyncio.ensure_future(queue.get())
     await asyncio.sleep(0)
     assert not getter.done()
+    queue.put_nowait("first")
+    queue.put_nowait("second")
+    assert await getter == "first"
+    assert (queue.qsize(), queue.empty()) == (1, False)
+    assert await queue.get() == "second"
+    assert queue.empty()
+
+
+async def test_a_cancelled_get_takes_nothing_and_the_next_one_gets_the_item() -> None:
+    queue: MessageQueue[str] = MessageQueue()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    getter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await getter
     queue.put_nowait("frame")
-    assert await getter == "frame"
+    assert await queue.get() == "frame"
 
 
-def test_a_loop_queue_refuses_a_second_loop() -> None:
-    queue = LoopQueue()
-
-    async def wait_for_an_item() -> None:
-        await asyncio.wait_for(queue.get(), timeout=0.01)
-
-    with pytest.raises(TimeoutError):
-        asyncio.run(wait_for_an_item())
-    with pytest.raises(RuntimeError, match="different event loop"):
-        asyncio.run(wait_for_an_item())
+async def test_a_message_queue_refuses_a_second_waiting_reader() -> None:
+    queue: MessageQueue[str] = MessageQueue()
+    first = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="one reader"):
+        await queue.get()
+    queue.put_nowait("frame")
+    assert await first == "frame"
 
 
 async def test_settled_waits_for_the_future_and_swallows_its_failure() -> None:

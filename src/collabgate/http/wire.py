@@ -24,7 +24,7 @@ from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
 from websockets.http11 import Request
 
-from collabgate.ops.event_loop import LoopQueue, running_loop
+from collabgate.ops.event_loop import MessageQueue, running_loop
 from collabgate.session.outbox import Frame, Outbox
 
 #: The ASGI scope extension under which a socket offers :class:`WireProtocol`.
@@ -59,8 +59,9 @@ class WireProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The app waits on this queue for every message: without a getpid() per wait.
-        self.queue = LoopQueue()
+        # The app waits on this queue for every message (uvicorn only puts, gets and asks
+        # whether it is empty): a deque and one waiter instead of asyncio.Queue's bookkeeping.
+        self.queue = MessageQueue()  # type: ignore[assignment]
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

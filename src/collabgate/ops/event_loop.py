@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-__all__ = ["LoopQueue", "running_loop", "settled"]
+T = TypeVar("T")
+
+__all__ = ["MessageQueue", "running_loop", "settled"]
 
 
 class _LoopOfThread(threading.local):
@@ -44,16 +47,45 @@ running_loop: Callable[[], asyncio.AbstractEventLoop] = (
 )
 
 
-class LoopQueue(asyncio.Queue[Any]):
-    """An ``asyncio.Queue`` that finds its loop with :func:`running_loop`."""
+class MessageQueue(Generic[T]):
+    """Items put by a protocol callback and taken, in order, by one reader task.
 
-    def _get_loop(self) -> asyncio.AbstractEventLoop:  # asyncio.mixins._LoopBoundMixin's hook
-        loop = running_loop()
-        if self._loop is None:  # type: ignore[has-type]
-            self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError(f"{self!r} is bound to a different event loop")
-        return loop
+    What uvicorn's WebSocket protocol hands its app every message through, in place of its
+    ``asyncio.Queue``. That one serves any number of getters and putters, a bound and
+    ``join()``: each put clears an ``asyncio.Event`` and wakes a getter through a deque of
+    futures, and each get looks the loop up, all in Python, once per message. A socket has one
+    reader, so a deque and the reader's one waiting future do.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> T:
+        """The oldest item, once there is one. A cancelled get takes nothing."""
+        while not self._items:
+            if self._waiter is not None:
+                raise RuntimeError("MessageQueue has one reader; a second get() is waiting")
+            self._waiter = running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 async def settled(future: asyncio.Future[Any]) -> None:

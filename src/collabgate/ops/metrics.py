@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from collabgate.errors import ALL_ERRORS
+from collabgate.ops.loop_metrics import LoopCounter, LoopHistogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SIZE_BUCKETS = (64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576)
@@ -34,10 +35,11 @@ class Metrics:
         self.connections = Gauge(
             "websocket_connections_total", "Open WebSocket connections.", registry=r
         )
-        self.messages_sent = Counter(
+        # Counted for every message, on the event loop's thread only: ops/loop_metrics.py.
+        self.messages_sent = LoopCounter(
             "websocket_messages_sent_total", "Frames sent to clients.", registry=r
         )
-        self.messages_received = Counter(
+        self.messages_received = LoopCounter(
             "websocket_messages_received_total",
             "Frames received from clients.",
             ["type"],
@@ -75,11 +77,11 @@ class Metrics:
             " SYNC) that found edits this instance never received on the bus; sent to the room.",
             registry=r,
         )
-        self.audit_logs_written = Counter(
+        self.audit_logs_written = LoopCounter(
             "audit_logs_written_total", "Audit events durably stored.", registry=r
         )
         # What dashboards and alerts need besides.
-        self.message_duration = Histogram(
+        self.message_duration = LoopHistogram(
             "collabgate_message_handling_seconds",
             "Time from receiving a frame to its reply being queued.",
             ["type"],
@@ -113,7 +115,7 @@ class Metrics:
             " instance had stored that revision first (the store numbers them, no retry).",
             registry=r,
         )
-        self.update_bytes = Histogram(
+        self.update_bytes = LoopHistogram(
             "collabgate_yjs_update_bytes",
             "Size of accepted Y.js updates.",
             buckets=SIZE_BUCKETS,
