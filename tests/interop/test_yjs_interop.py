@@ -191,21 +191,23 @@ async def test_quiet_clients_are_not_timed_out(tmp_path: Path) -> None:
     is empty (it sends nothing at all) and one that only renews its awareness every 15 s both
     stay connected for three timeouts: the gateway's query-awareness probe keeps them alive."""
     gateway = GatewayProcess(tmp_path, env={"COLLABGATE_HEARTBEAT_TIMEOUT_SECONDS": "4"}).start()
-    driver = await NodePeers.start()
-    try:
-        rid = resource()
-        await open_peer(driver, gateway, "quiet", rid)
-        await driver.call("clearAwareness", peer="quiet")
-        await open_peer(driver, gateway, "renewing", rid)
-        await asyncio.sleep(12)  # not a synchronisation: the property is "nothing happens"
-        for name in ("quiet", "renewing"):
-            assert await driver.call("closes", peer=name) == {
-                "id": ANY,
-                "ok": True,
-                "closes": 0,
-                "connected": True,
-            }
-        assert not gateway.logs_containing("heartbeat timeout")
+    try:  # the gateway stops even when the Node driver cannot start
+        driver = await NodePeers.start()
+        try:
+            rid = resource()
+            await open_peer(driver, gateway, "quiet", rid)
+            await driver.call("clearAwareness", peer="quiet")
+            await open_peer(driver, gateway, "renewing", rid)
+            await asyncio.sleep(12)  # not a synchronisation: the property is "nothing happens"
+            for name in ("quiet", "renewing"):
+                assert await driver.call("closes", peer=name) == {
+                    "id": ANY,
+                    "ok": True,
+                    "closes": 0,
+                    "connected": True,
+                }
+            assert not gateway.logs_containing("heartbeat timeout")
+        finally:
+            await driver.close()
     finally:
-        await driver.close()
         gateway.terminate()
