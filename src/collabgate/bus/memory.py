@@ -27,7 +27,9 @@ class InProcessBus:
 
     @property
     def reaches_other_instances(self) -> bool:
-        return any(instance_id != self._instance_id for instance_id in self._hub.handlers)
+        # Asked on every edit: a count, not a scan of the instances.
+        handlers = self._hub.handlers
+        return len(handlers) > (self._instance_id in handlers)
 
     async def publish(self, event: RoomEvent) -> None:
         for instance_id, handler in list(self._hub.handlers.items()):
