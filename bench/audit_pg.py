@@ -38,6 +38,9 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from bench.host import cpu_model  # noqa: E402
 
 from collabgate.audit.port import AuditEvent, AuditEventType  # noqa: E402
 from collabgate.audit.postgres import PostgresAuditStore  # noqa: E402
@@ -68,16 +71,6 @@ def audit_event(n: int) -> AuditEvent:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 async def machine(url: str) -> list[str]:

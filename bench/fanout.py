@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from pycrdt import Doc, Text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.host import describe_host  # noqa: E402
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
 from collabgate.client import CollabClient, LockGrant  # noqa: E402
@@ -221,16 +220,7 @@ def run_step(
 
 
 def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = psutil.virtual_memory().total / 2**30
-    return f"{platform.node()} · {os.cpu_count()} cores · {cpu} · {memory:.0f} GiB · Python {platform.python_version()}"
+    return describe_host()
 
 
 def main() -> None:

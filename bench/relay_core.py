@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,9 @@ from pycrdt import Doc, Text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from bench.host import describe_host  # noqa: E402
 
 from collabgate.audit.port import AuditEvent  # noqa: E402
 from collabgate.audit.trail import AuditTrail  # noqa: E402
@@ -224,10 +226,7 @@ def main() -> int:
     parser.add_argument("--gateways", default=",".join(GATEWAYS), help="which of them to run")
     args = parser.parse_args()
     configure_logging("error")
-    print(
-        f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · Python "
-        f"{platform.python_version()}\ncommand: {' '.join(sys.argv)}"
-    )
+    print(f"machine: {describe_host()}\ncommand: {' '.join(sys.argv)}")
     messages = make_updates(args.rooms * args.room_size, args.updates)
     chosen = [name for name in GATEWAYS if name in args.gateways.split(",")]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}

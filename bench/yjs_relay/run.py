@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -73,6 +72,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.host import describe_host  # noqa: E402
 from bench.variants import parse_variant  # noqa: E402
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
@@ -346,11 +346,8 @@ LOADGEN_FROM_FILE = (
 
 
 def describe_machine() -> str:
-    return (
-        f"{platform.node()} · {psutil.cpu_count()} CPUs · "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()} · "
-        f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}"
-    )
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{describe_host()} · node {node}"
 
 
 def measure_within(name: str, step: Step, limit: StealLimit) -> dict[str, Any]:
