@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -15,6 +16,18 @@ from pathlib import Path
 from collabgate.auth.devkeys import DevKeys, ensure_dev_keys, mint_token
 
 _LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
+
+#: Every gateway started by this process. A test that fails (or skips) between ``start()`` and
+#: its ``terminate()`` would otherwise leave its gateway running after pytest exits.
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 @dataclass
@@ -66,6 +79,8 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        _STARTED[:] = [process for process in _STARTED if process.poll() is None]
+        _STARTED.append(self.process)
         threading.Thread(target=self._collect, daemon=True).start()
         if not self._started.wait(timeout) or self._exited.is_set():
             self.kill()
