@@ -30,7 +30,9 @@ steal time over CPUs x window; with ``--repeat``, the most any kept run lost), s
 slice shows as a latency spike that no server caused. ``idle %`` is the machine's idle CPU time
 over the same: the server, the load generator and the kernel share two CPUs here, and near zero
 every one of them queues for a CPU; ``runq %`` is how long the server's threads, ready to run,
-waited for one (share of the window). All of these are sampled at the start and end of the
+waited for one (share of the window); ``loop %`` is the CPU time of the server's busiest thread
+over the window (its event loop): near 100 the server is at its knee, whatever the machine's idle
+time, because one thread cannot use more than one CPU. All of these are sampled at the start and end of the
 measured window, so none counts the connection phase. A run with more steal than
 ``--max-steal-percent`` (5 by default; 0 keeps every run) measured the hypervisor's other guests
 more than the server: it is run again, up to ``--steal-retries`` times, and the ``rerun`` column
@@ -61,7 +63,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -216,6 +218,7 @@ def measure(name: str, step: Step) -> dict[str, Any]:
         stealPercent=round(100 * window.steal / machine_seconds, 1),
         idlePercent=round(100 * window.idle / machine_seconds, 1),
         runQueueWaitPercent=round(100 * window.run_queue_wait / step.seconds, 1),
+        busiestThreadPercent=round(100 * window.busiest_thread / step.seconds, 1),
         serverWarnings=[_mark_if_in(window, line) for line in warnings],
         serverCpuSeconds=round(cpu_run, 2),
         diskMBPerSecond=round(window.disk_bytes / step.seconds / 2**20, 2),
@@ -245,6 +248,11 @@ class Window:
     disk_bytes: int = 0
     idle: float = 0.0
     run_queue_wait: float = 0.0
+    #: CPU seconds per thread of the server (thread id → user + system).
+    threads: dict[int, float] = field(default_factory=dict)
+    #: After :meth:`since`: the CPU time of the server's busiest thread in the window (for
+    #: collabgate and the Node server, their event loop).
+    busiest_thread: float = 0.0
     #: Wall-clock time of the sample (of the window's start, after :meth:`since`).
     at: float = 0.0
     #: The window's length in seconds, after :meth:`since`.
@@ -261,6 +269,9 @@ class Window:
             disk_bytes=_disk_bytes(server),
             idle=float(machine.idle),
             run_queue_wait=_run_queue_wait_seconds(server),
+            threads={
+                thread.id: thread.user_time + thread.system_time for thread in server.threads()
+            },
         )
 
     def since(self, start: Window) -> Window:
@@ -271,6 +282,10 @@ class Window:
             disk_bytes=self.disk_bytes - start.disk_bytes,
             idle=self.idle - start.idle,
             run_queue_wait=self.run_queue_wait - start.run_queue_wait,
+            busiest_thread=max(
+                (spent - start.threads.get(thread, 0.0) for thread, spent in self.threads.items()),
+                default=0.0,
+            ),
             at=start.at,
             length=self.at - start.at,
         )
@@ -404,6 +419,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "diskMBPerSecond": median_of("diskMBPerSecond"),
         "idlePercent": median_of("idlePercent"),
         "runQueueWaitPercent": median_of("runQueueWaitPercent"),
+        "busiestThreadPercent": median_of("busiestThreadPercent"),
         "stealMs": max((run["stealMs"] for run in runs), default=0),
         "stealPercent": max((run["stealPercent"] for run in runs), default=0),
         "rerunForSteal": sum(run["rerunForSteal"] for run in runs),
@@ -420,7 +436,7 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
     print(
         f"  {'server':<21}{'deliv/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'lost':>7}{'conn fail':>10}{'cpu ms/1k':>10}{'of it sys':>10}{'disk MB/s':>10}"
-        f"{'idle %':>7}{'runq %':>7}{'load1':>7}{'steal %':>8}{'rerun':>6}"
+        f"{'idle %':>7}{'runq %':>7}{'loop %':>7}{'load1':>7}{'steal %':>8}{'rerun':>6}"
         + ("   p99 range ms" if any("p99msRange" in r for r in results.values()) else "")
     )
     present = [name for name in (*SERVERS[:1], *GATEWAY_VARIANTS, *SERVERS[1:]) if name in results]
@@ -432,6 +448,7 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
             f"{r['cpuMsPer1000Deliveries'] or 0:>10.1f}"
             f"{r.get('systemMsPer1000Deliveries') or 0:>10.1f}{r['diskMBPerSecond']:>10.2f}"
             f"{r['idlePercent']:>7.1f}{r['runQueueWaitPercent']:>7.1f}"
+            f"{r.get('busiestThreadPercent') or 0:>7.1f}"
             f"{r['load1']:>7.2f}{r['stealPercent']:>8.1f}"
             f"{r['rerunForSteal']:>6}"
             f"{_range(r.get('p99msRange'))}"
