@@ -546,7 +546,8 @@ async def test_a_consumer_that_stops_turns_the_bus_unhealthy(rabbit_cluster: Bus
     with capture_logs() as logs:
         await b.publish(event("instance-b", "fatal"))
         await eventually(lambda: not rabbit(a).healthy, "A to report that its consumer stopped")
-    assert dependency_up(metrics) == 0
+        # The metric and the log follow in the worker's done callback, a loop turn later.
+        await eventually(lambda: dependency_up(metrics) == 0, "A's rabbitmq metric to go down")
     assert [e["error"] for e in logs if e["event"] == "bus_consumer_stopped"] == ["cancelled"]
     await a.close()  # and it still closes cleanly
 
