@@ -17,11 +17,15 @@ prometheus_client metric.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
+
+V = TypeVar("V")
 
 
 class CounterValue:
@@ -53,7 +57,37 @@ class HistogramValue:
         self.sum += value
 
 
-class LoopCounter(Collector):
+class _LoopMetric(Collector, Generic[V]):
+    """Children per label set, created on first use, and the registration: what both kinds share."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        new_child: Callable[[], V],
+        registry: CollectorRegistry | None,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._new_child = new_child
+        self._children: dict[tuple[str, ...], V] = {}
+        if not self._labelnames:
+            self._children[()] = new_child()
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, *values: str) -> V:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._new_child()
+        return child
+
+
+class LoopCounter(_LoopMetric[CounterValue]):
     """A counter, optionally labelled, whose children are :class:`CounterValue`."""
 
     def __init__(
@@ -63,19 +97,9 @@ class LoopCounter(Collector):
         labelnames: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self._name = name.removesuffix("_total")
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], CounterValue] = {}
-        if not self._labelnames:
-            self._children[()] = CounterValue()
-        if registry is not None:
-            registry.register(self)
-
-    def labels(self, *values: str) -> CounterValue:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-        return self._children.setdefault(values, CounterValue())
+        super().__init__(
+            name.removesuffix("_total"), documentation, labelnames, CounterValue, registry
+        )
 
     def inc(self, amount: float = 1.0) -> None:
         self._children[()].inc(amount)
@@ -90,7 +114,7 @@ class LoopCounter(Collector):
         yield family
 
 
-class LoopHistogram(Collector):
+class LoopHistogram(_LoopMetric[HistogramValue]):
     """A histogram, optionally labelled, whose children are :class:`HistogramValue`."""
 
     def __init__(
@@ -102,23 +126,10 @@ class LoopHistogram(Collector):
         buckets: Sequence[float],
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
         self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], HistogramValue] = {}
-        if not self._labelnames:
-            self._children[()] = HistogramValue(self._bounds)
-        if registry is not None:
-            registry.register(self)
-
-    def labels(self, *values: str) -> HistogramValue:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = HistogramValue(self._bounds)
-        return child
+        super().__init__(
+            name, documentation, labelnames, partial(HistogramValue, self._bounds), registry
+        )
 
     def observe(self, value: float) -> None:
         self._children[()].observe(value)
