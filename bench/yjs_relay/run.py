@@ -427,7 +427,38 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
+def paired_p99(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """collabgate's p99 over a reference's, round by round: the two runs of a round are minutes
+    apart, so their ratio is spared most of the drift that moves both between rounds (this VM's
+    speed changes within the hour). None with fewer than two rounds where both delivered."""
+    ratios = [
+        a["p99ms"] / max(b["p99ms"], 1e-9)
+        for a, b in zip(ours, theirs, strict=True)
+        if a["p99ms"] is not None and b["p99ms"] is not None
+    ]
+    if len(ratios) < 2:
+        return None
+    return {
+        "median": round(statistics.median(ratios), 3),
+        "range": [round(min(ratios), 3), round(max(ratios), 3)],
+        "rounds": len(ratios),
+        "oursLower": sum(1 for ratio in ratios if ratio < 1),
+    }
+
+
+def describe_paired(paired: dict[str, Any]) -> str:
+    low, high = paired["range"]
+    return (
+        f"p99 paired by round x{paired['median']:.2f} ({low:.2f}-{high:.2f}),"
+        f" lower in {paired['oursLower']} of {paired['rounds']} rounds"
+    )
+
+
+def print_step(
+    step: Step,
+    results: dict[str, dict[str, Any]],
+    paired: dict[str, dict[str, Any] | None] | None = None,
+) -> None:
     print(
         f"\n{step.clients} clients in rooms of {step.room_size}, {step.rate:g} updates/s each "
         f"(offered {step.offered:.0f} deliveries/s), "
@@ -461,6 +492,9 @@ def print_step(step: Step, results: dict[str, dict[str, Any]]) -> None:
         print(f"  collabgate warned: {line[:160]}")
     for name in present[1:]:
         print(f"  collabgate vs {name}: {ratios(ours, results[name])}")
+        pair = (paired or {}).get(name)
+        if pair is not None:
+            print(f"  {'':<14}{'':<{len(name)}}  {describe_paired(pair)}")
 
 
 def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
@@ -577,8 +611,13 @@ def main() -> int:
         step = Step(clients, args.room_size, args.rate, args.warmup, args.seconds)
         runs = measure_rounds(step, servers, max(1, args.repeat), limit)
         results = {name: median_run(server_runs) for name, server_runs in runs.items()}
-        report.append({"step": step.__dict__, "results": results, "runs": runs})
-        print_step(step, results)
+        paired = {
+            name: paired_p99(runs["collabgate"], server_runs)
+            for name, server_runs in runs.items()
+            if "collabgate" in runs and name != "collabgate"
+        }
+        report.append({"step": step.__dict__, "results": results, "runs": runs, "paired": paired})
+        print_step(step, results, paired)
     best = capacity(report, args.keep_up_p99_ms)
     print_capacity(best, args.keep_up_p99_ms)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
