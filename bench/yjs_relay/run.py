@@ -17,7 +17,10 @@ each freshly started for its step, in that order within a step so that a change 
 hits them all alike. With ``--repeat N`` every step runs N rounds of all servers (each round
 starting with the next server, so none always goes first) and reports each server's median run —
 deliveries/s, p50 and p99 each the median of the N runs — with the range of its p99: one run's p99
-moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours. The references
+moves by 2-3x on a shared 2-vCPU machine, for the reference servers as for ours. It also pairs
+the runs of each round: collabgate's p99 over each reference's in the same round, whose median,
+range and count of rounds where ours was lower drift far less than the two medians do (the VM's
+speed changes within the hour, for both servers of a round alike). The references
 are installed only in this folder (``node_modules/`` from package-lock.json, ``.venv/`` from
 requirements.txt). For every step it prints deliveries/s (updates received by peers within the
 measured window), latency p50/p99 (send → peer receive, one clock), losses, the server's CPU time
