@@ -247,6 +247,12 @@ class Settings(BaseSettings):
         description="With GC_FREEZE: unfreeze and collect everything this often (reclaims "
         "cycles among frozen objects; one long pause).",
     )
+    event_loop_lag_probe_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often a timer measures the event loop's lag "
+        "(collabgate_event_loop_lag_seconds).",
+    )
 
     @field_validator("resource_types", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from collabgate.locks.memory import MemoryLockStore
 from collabgate.locks.port import LockStore
 from collabgate.locks.redis import RedisLockStore
 from collabgate.ops.gc_policy import GcPolicy
+from collabgate.ops.loop_load import LagProbe
 from collabgate.ops.metrics import Metrics
 from collabgate.ops.redis_support import RedisGuard, create_redis, redis_breaker
 from collabgate.presence.memory import MemoryPresenceStore
@@ -63,6 +64,10 @@ class Runtime:
             young_threshold=settings.gc_young_threshold,
         )
         self._gc_task: asyncio.Task[None] | None = None
+        self.lag_probe = LagProbe(
+            self.metrics.event_loop_lag.observe, interval=settings.event_loop_lag_probe_seconds
+        )
+        self._lag_task: asyncio.Task[None] | None = None
         self.verifier = TokenVerifier.from_settings(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.adapters: dict[str, str] = {}
@@ -98,6 +103,8 @@ class Runtime:
 
     async def start(self) -> None:
         self.gc_policy.install()
+        self.metrics.event_loop_cpu.watch_current_thread()
+        self._lag_task = asyncio.create_task(self.lag_probe.run())
         if self.settings.gc_freeze:
             self._gc_task = asyncio.create_task(self.gc_policy.run())
         sessions, presence, locks = await self._state_adapters()
@@ -229,8 +236,9 @@ class Runtime:
         if self.redis is not None:
             await self._release("redis", self.redis.aclose())
         await self._release("jwks", self.verifier.aclose())
-        if self._gc_task is not None:
-            self._gc_task.cancel()
+        for task in (self._gc_task, self._lag_task):
+            if task is not None:
+                task.cancel()
         self.gc_policy.remove()
         log.info("gateway_stopped", instance=self.settings.instance_name)
 

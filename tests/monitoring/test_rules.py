@@ -115,6 +115,9 @@ MUTATIONS = [
     ("PostgresDown", "for:15s", "for:0s"),
     ("CollabgateStorageCommitsSlow", "> 0.1", "> 0.25"),
     ("CollabgateStorageCommitsSlow", "for:5m", "for:4m"),
+    ("CollabgateEventLoopSaturated", "> 0.8", "> 0.85"),
+    ("CollabgateEventLoopSaturated", "> 0.8", "> 0.75"),  # gw-2, 78 % busy, would fire
+    ("CollabgateEventLoopSaturated", "for:10m", "for:5m"),
 ]
 
 

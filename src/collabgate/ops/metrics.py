@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from collabgate.errors import ALL_ERRORS
+from collabgate.ops.loop_load import LoopCpu
 from collabgate.ops.loop_metrics import LoopCounter, LoopHistogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -169,6 +170,14 @@ class Metrics:
         )
         self.up = Gauge(
             "collabgate_up", "1 while the instance serves, 0 while it drains.", registry=r
+        )
+        # How busy the event loop is (ops/loop_load.py): the signal to add an instance.
+        self.event_loop_cpu = LoopCpu(r)
+        self.event_loop_lag = LoopHistogram(
+            "collabgate_event_loop_lag_seconds",
+            "How late the event loop ran a timer: what a frame arriving then waited.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.gc_pause = Histogram(
             "collabgate_gc_pause_seconds",
