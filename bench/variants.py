@@ -10,6 +10,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``LABEL:NAME=VALUE[,NAME=VALUE…]`` → (label, the gateway's environment overrides).
 
     ``PYTHONPATH=<other checkout>/src`` runs another build: it comes before the editable install.
+    ``PYTHON=<interpreter>`` runs the gateway on another Python, one with collabgate installed
+    (where the benchmark supports it: bench/yjs_relay).
     """
     label, _, assignments = text.partition(":")
     env = dict(pair.split("=", 1) for pair in assignments.split(",") if "=" in pair)

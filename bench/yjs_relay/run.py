@@ -49,6 +49,8 @@ an editor still calls live, where deliveries/s alone at one step cannot tell two
 both keep up apart.
 ``--gateway-variant paced:COLLABGATE_SQLITE_COMMIT_INTERVAL_MS=5`` adds a gateway with other
 settings to the same rounds (``collabgate+paced``): an A/B of a setting against the references.
+``PYTHON=<interpreter>`` in a variant runs that gateway on another Python with collabgate
+installed (``py312:PYTHON=/tmp/venv312/bin/python``).
 Not a test: it prints figures.
 """
 
@@ -145,13 +147,16 @@ def serve(
     added to ``warnings`` when it stops, so a latency spike can be told from its cause."""
     rooms = [f"bench:{name}-{step.clients}-{r}" for r in range(step.clients // step.room_size)]
     if name == "collabgate" or name in GATEWAY_VARIANTS:
+        variant = dict(GATEWAY_VARIANTS.get(name, {}))
+        python = variant.pop("PYTHON", sys.executable)
         gateway = GatewayProcess(
             data_dir,
             env={
-                **GATEWAY_VARIANTS.get(name, {}),
+                **variant,
                 "COLLABGATE_ROOM_MAX_USERS": str(step.room_size),
                 "COLLABGATE_MAX_CONNECTIONS": str(step.clients + 100),
             },
+            python=python,
         ).start()
         try:
             urls = [

@@ -83,6 +83,11 @@ def test_scaled_down_scenario_meets_its_targets(scenario: str, results_root: Pat
     assert samples
     assert all("rss_mb" in s for s in samples)
     assert samples[-1]["storage_commits"] > samples[0]["storage_commits"]
+    loop_shares = [s["loop_cpu_pct"] for s in samples if "loop_cpu_pct" in s]
+    assert loop_shares, "the event loop's CPU share was never sampled"
+    assert all(0 <= share <= 110 for share in loop_shares)  # one thread: at most one core
+    assert max(loop_shares) > 0  # the gateway's loop did the run's work
+    assert "gateway event loop (saturated at 100 %)" in html
     storage = next(c for c in result.evaluation.checks if c.name == "gateway's storage commits")
     assert storage.informational
     assert " commits, mean " in storage.measured

@@ -36,6 +36,8 @@ class GatewayProcess:
 
     data_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The interpreter that runs it (a benchmark may compare another one with collabgate installed).
+    python: str = sys.executable
     port: int = 0
     process: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
@@ -73,7 +75,7 @@ class GatewayProcess:
         self._started.clear()
         self._exited.clear()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "collabgate", "serve"],
+            [self.python, "-m", "collabgate", "serve"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

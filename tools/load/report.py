@@ -309,6 +309,12 @@ def _resources_charts(e: Evaluation, bands: list[Band], span: tuple[float, float
         [
             Series("gateway", e.sample_series("cpu_pct"), PALETTE[0], reduce="mean"),
             Series(
+                "gateway event loop (saturated at 100 %)",
+                e.sample_series("loop_cpu_pct"),
+                PALETTE[2],
+                reduce="mean",
+            ),
+            Series(
                 "load generator (Artillery)",
                 e.sample_series("loadgen_cpu_pct"),
                 PALETTE[1],

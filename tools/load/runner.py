@@ -4,8 +4,8 @@ The results folder (var/load-results/<UTC time>-<scenario>/) holds:
 
 ``artillery.json``   Artillery's raw JSON (aggregate and 10-s periods)
 ``artillery.log``    Artillery's console output
-``samples.json``     the gateway's RSS, CPU, open connections (its /metrics), and the load
-                     generator's and the machine's CPU, every ``sample_seconds``
+``samples.json``     the gateway's RSS, CPU, event-loop CPU and open connections (its /metrics),
+                     and the load generator's and the machine's CPU, every ``sample_seconds``
 ``run.json``         what ran: the scaled scenario, command, machine, versions, gateway state
 ``report.html``      the report (:mod:`tools.load.report`); ``summary.json`` its verdict
 ``gateway.log.gz``   the gateway's log
@@ -370,6 +370,8 @@ class Sampler(threading.Thread):
         self._loadgen = _process(loadgen_pid)
         self._client = httpx.Client(timeout=min(5.0, max(1.0, interval)))
         self._cores = os.cpu_count() or 1
+        #: (time, seconds) of the gateway's event-loop CPU counter at the previous sample.
+        self._loop_cpu_before: tuple[float, float] | None = None
         for proc in (self._gateway, self._loadgen):
             with contextlib.suppress(psutil.Error):
                 if proc is not None:
@@ -404,11 +406,21 @@ class Sampler(threading.Thread):
         sample["load1"] = os.getloadavg()[0]
         if self.metrics_url:
             sample.update(self._scrape())
+            self._add_loop_share(sample)
         if self.canary is not None:
             sample.update(self.canary.take_window())
             if self.canary.connected and "connections" in sample:
                 sample["connections"] -= 1  # the gauge counts the canary: users only
         return sample
+
+    def _add_loop_share(self, sample: dict[str, Any]) -> None:
+        """``loop_cpu_pct``: the gateway's event-loop thread's CPU since the previous sample, in %
+        of one core (100 is a saturated instance: ops/loop_load.py)."""
+        now, seconds = sample["t"], sample.get("loop_cpu_seconds")
+        before = self._loop_cpu_before
+        if seconds is not None and before is not None and now > before[0]:
+            sample["loop_cpu_pct"] = round(100 * (seconds - before[1]) / (now - before[0]), 1)
+        self._loop_cpu_before = (now, seconds) if seconds is not None else None
 
     def _scrape(self) -> dict[str, Any]:
         try:
@@ -430,6 +442,7 @@ class Sampler(threading.Thread):
             "rejected": "collabgate_connections_rejected_total",
             "storage_commits": f"{evaluate.STORAGE_COMMITS}_count",
             "storage_commit_seconds": f"{evaluate.STORAGE_COMMITS}_sum",
+            "loop_cpu_seconds": "collabgate_event_loop_cpu_seconds_total",
         }
         sample = {key: values[name] for key, name in picked.items() if name in values}
         sample.update((k, v) for k, v in values.items() if k.startswith(evaluate.COMMITS_WITHIN))

@@ -4,8 +4,8 @@ A gateway process does its relaying on one thread, its event loop, and one threa
 more than one CPU. Latency stays flat while that thread has time to spare and rises steeply
 as it nears a full CPU: on bench/yjs_relay the p99 delivery was 20 ms with the loop busy 68 %
 of the time and 127 ms at 84 % (docs/performance.md). Process CPU does not show this: it adds
-the SQLite writer thread and every other thread, and on a multi-core host it never nears 100 %.
-Two metrics do:
+the SQLite writer thread and every other thread, and on a host or task with several CPUs it is
+a fraction of all of them. Two metrics do:
 
 * ``collabgate_event_loop_cpu_seconds_total`` (:class:`LoopCpu`): the CPU time of the event
   loop's thread alone, read from the kernel when ``/metrics`` is scraped. Its ``rate()`` is the
