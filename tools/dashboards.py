@@ -285,6 +285,23 @@ def quantile(q: float, metric: str, selector: str = GW, by: str = "") -> str:
     return f"histogram_quantile({q}, sum by ({keys}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))"
 
 
+def per_instance_against_alert(
+    title: str, recorded: str, threshold: float, description: str, unit: str, **more: Any
+) -> Panel:
+    """One line per instance of a recorded series, with its alert's threshold drawn across."""
+    return Panel(
+        title,
+        "timeseries",
+        [Q(f"{recorded}{{{GW}}}", "{{instance}}")],
+        unit=unit,
+        description=description,
+        thresholds=((None, "green"), (threshold, "red")),
+        threshold_line=True,
+        min=0,
+        **more,
+    )
+
+
 def websocket_dashboard() -> Json:
     latency_thresholds = ((None, "green"), (0.25, "yellow"), (0.5, "red"))
     items: list[Panel | Row] = [
@@ -431,15 +448,12 @@ def websocket_dashboard() -> Json:
             threshold_line=True,
             min=0,
         ),
-        Panel(
+        per_instance_against_alert(
             "P99 latency by instance",
-            "timeseries",
-            [Q(f"instance:collabgate_message_handling_seconds:p99_1m{{{GW}}}", "{{instance}}")],
+            "instance:collabgate_message_handling_seconds:p99_1m",
+            0.5,
+            "The quantity the P99 latency alert watches, one line per instance.",
             unit="s",
-            description="The quantity the P99 latency alert watches, one line per instance.",
-            thresholds=((None, "green"), (0.5, "red")),
-            threshold_line=True,
-            min=0,
         ),
         Panel(
             "P99 latency by message type",
@@ -458,15 +472,12 @@ def websocket_dashboard() -> Json:
             stack=True,
             min=0,
         ),
-        Panel(
+        per_instance_against_alert(
             "Event loop busy",
-            "timeseries",
-            [Q(f"instance:collabgate_event_loop_cpu:rate5m{{{GW}}}", "{{instance}}")],
+            "instance:collabgate_event_loop_cpu:rate5m",
+            0.8,
+            "The share of one CPU each instance's event loop used (5 m). One process relays on that one thread: past about 80 % latency rises steeply, so add an instance before. The line is the CollabgateEventLoopSaturated threshold.",
             unit="percentunit",
-            description="The share of one CPU each instance's event loop used (5 m). One process relays on that one thread: past about 80 % latency rises steeply, so add an instance before. The line is the CollabgateEventLoopSaturated threshold.",
-            thresholds=((None, "green"), (0.8, "red")),
-            threshold_line=True,
-            min=0,
             max=1,
         ),
         Panel(
@@ -584,15 +595,12 @@ def websocket_dashboard() -> Json:
             description="Transactions each gateway's database writer committed; each costs a WAL flush and an fsync.",
             min=0,
         ),
-        Panel(
+        per_instance_against_alert(
             "P99 storage commit",
-            "timeseries",
-            [Q(f"instance:collabgate_storage_commit_seconds:p99_5m{{{GW}}}", "{{instance}}")],
+            "instance:collabgate_storage_commit_seconds:p99_5m",
+            0.1,
+            "How long the database writer's commits take to be durable (SQLite: lock wait, writes and fsync). A /ws sender's Y_UPDATE_ACK waits for one; nothing else does. The line is the CollabgateStorageCommitsSlow threshold.",
             unit="s",
-            description="How long the database writer's commits take to be durable (SQLite: lock wait, writes and fsync). A /ws sender's Y_UPDATE_ACK waits for one; nothing else does. The line is the CollabgateStorageCommitsSlow threshold.",
-            thresholds=((None, "green"), (0.1, "red")),
-            threshold_line=True,
-            min=0,
         ),
         Panel(
             "Writes per commit",
