@@ -178,7 +178,7 @@ def store(
     elif variant.documents:
         documents_sqlite._append_many(
             connection,
-            [(append, None) for append in appends],
+            [(append, None, None) for append in appends],
             heads=None if variant.heads_from_tables else heads,
         )
     if variant.audit:
