@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench.host import describe_host  # noqa: E402
 from tests.support.gateway_process import GatewayProcess  # noqa: E402
 
 import fanout  # noqa: E402
-from fanout import WorkerResult, machine, percentile, run_step  # noqa: E402
+from fanout import WorkerResult, percentile, run_step  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_host()}")
     steps = [int(s) for s in args.steps.split(",")]
     rows: list[dict[str, Any]] = []
     env = {"COLLABGATE_MAX_CONNECTIONS": "50000", "COLLABGATE_HEARTBEAT_TIMEOUT_SECONDS": "120"}
@@ -282,7 +283,7 @@ def main() -> None:
                 gateway.terminate()
 
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": describe_host(), "rows": rows}, indent=2))
     header = [
         "setup", "users", "connected", "errors", "updates_per_s", "deliveries_per_s",
         "fanout_p50_ms", "fanout_p99_ms", "ack_p99_ms", "lock_p99_ms", "lock_decision_p99_le_ms",

@@ -219,10 +219,6 @@ def run_step(
     }
 
 
-def machine() -> str:
-    return describe_host()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,7 +234,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_host()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="collabgate-bench-") as data_dir:
         gateway = GatewayProcess(
@@ -260,7 +256,7 @@ def main() -> None:
         finally:
             gateway.terminate()
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": describe_host(), "rows": rows}, indent=2))
     header = list(rows[0]) if rows else []
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
