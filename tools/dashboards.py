@@ -285,19 +285,28 @@ def quantile(q: float, metric: str, selector: str = GW, by: str = "") -> str:
     return f"histogram_quantile({q}, sum by ({keys}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))"
 
 
-def per_instance_against_alert(
-    title: str, recorded: str, threshold: float, description: str, unit: str, **more: Any
+def per_instance(
+    title: str,
+    series: str,
+    description: str,
+    *,
+    alert_at: float | None = None,
+    unit: str = "short",
+    **more: Any,
 ) -> Panel:
-    """One line per instance of a recorded series, with its alert's threshold drawn across."""
+    """One line per gateway instance of ``series``, from zero; with ``alert_at``, the threshold
+    of the alert that watches it drawn across."""
+    alert: Json = {}
+    if alert_at is not None:
+        alert = {"thresholds": ((None, "green"), (alert_at, "red")), "threshold_line": True}
     return Panel(
         title,
         "timeseries",
-        [Q(f"{recorded}{{{GW}}}", "{{instance}}")],
+        [Q(f"{series}{{{GW}}}", "{{instance}}")],
         unit=unit,
         description=description,
-        thresholds=((None, "green"), (threshold, "red")),
-        threshold_line=True,
         min=0,
+        **alert,
         **more,
     )
 
@@ -448,11 +457,11 @@ def websocket_dashboard() -> Json:
             threshold_line=True,
             min=0,
         ),
-        per_instance_against_alert(
+        per_instance(
             "P99 latency by instance",
             "instance:collabgate_message_handling_seconds:p99_1m",
-            0.5,
             "The quantity the P99 latency alert watches, one line per instance.",
+            alert_at=0.5,
             unit="s",
         ),
         Panel(
@@ -472,21 +481,19 @@ def websocket_dashboard() -> Json:
             stack=True,
             min=0,
         ),
-        per_instance_against_alert(
+        per_instance(
             "Event loop busy",
             "instance:collabgate_event_loop_cpu:rate5m",
-            0.8,
             "The share of one CPU each instance's event loop used (5 m). One process relays on that one thread: past about 80 % latency rises steeply, so add an instance before. The line is the CollabgateEventLoopSaturated threshold.",
+            alert_at=0.8,
             unit="percentunit",
             max=1,
         ),
-        Panel(
+        per_instance(
             "Event loop lag",
-            "timeseries",
-            [Q(f"instance:collabgate_event_loop_lag_seconds:p99_5m{{{GW}}}", "{{instance}}")],
+            "instance:collabgate_event_loop_lag_seconds:p99_5m",
+            "P99 of how late the event loop ran a timer (5 m): what a frame waited before the loop could take it, whether the loop was busy, collecting garbage or short of CPU.",
             unit="s",
-            description="P99 of how late the event loop ran a timer (5 m): what a frame waited before the loop could take it, whether the loop was busy, collecting garbage or short of CPU.",
-            min=0,
         ),
         Row("Locks and documents"),
         Panel(
@@ -573,12 +580,10 @@ def websocket_dashboard() -> Json:
             description="Failed calls to Redis, RabbitMQ, PostgreSQL, SQLite or the JWKS endpoint. Any Redis failure pages.",
             min=0,
         ),
-        Panel(
+        per_instance(
             "Audit buffer",
-            "timeseries",
-            [Q(f"collabgate_audit_buffer_events{{{GW}}}", "{{instance}}")],
-            description="Audit events waiting to be stored. Should return to zero; growing means the database is not keeping up.",
-            min=0,
+            "collabgate_audit_buffer_events",
+            "Audit events waiting to be stored. Should return to zero; growing means the database is not keeping up.",
         ),
         Panel(
             "Audit events stored/s",
@@ -595,11 +600,11 @@ def websocket_dashboard() -> Json:
             description="Transactions each gateway's database writer committed; each costs a WAL flush and an fsync.",
             min=0,
         ),
-        per_instance_against_alert(
+        per_instance(
             "P99 storage commit",
             "instance:collabgate_storage_commit_seconds:p99_5m",
-            0.1,
             "How long the database writer's commits take to be durable (SQLite: lock wait, writes and fsync). A /ws sender's Y_UPDATE_ACK waits for one; nothing else does. The line is the CollabgateStorageCommitsSlow threshold.",
+            alert_at=0.1,
             unit="s",
         ),
         Panel(
