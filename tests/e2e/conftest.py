@@ -166,13 +166,17 @@ def audit_rows(data_dir: Path, event_type: str) -> list[sqlite3.Row]:
         connection.close()
 
 
-async def poll_audit(gateway: GatewayProcess, event_type: str, contains: str = "") -> list[Any]:
-    """Audit rows of a type whose details contain ``contains``, waiting (bounded) for the
-    asynchronous audit writer."""
+async def poll_audit(
+    gateway: GatewayProcess, event_type: str, contains: str = "", *, user_id: str | None = None
+) -> list[Any]:
+    """Audit rows of a type whose details contain ``contains`` (and of ``user_id``, when
+    given), waiting (bounded) for the asynchronous audit writer."""
     deadline = time.monotonic() + 10
     while True:
         rows = [
-            r for r in audit_rows(gateway.data_dir, event_type) if contains in (r["details"] or "")
+            r
+            for r in audit_rows(gateway.data_dir, event_type)
+            if contains in (r["details"] or "") and user_id in (None, r["user_id"])
         ]
         if rows or time.monotonic() > deadline:
             return rows

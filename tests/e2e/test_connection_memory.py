@@ -18,15 +18,19 @@ import socket
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 import uvloop
 import websockets
+from picows import WSTransport
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from collabgate.auth.devkeys import ensure_dev_keys, mint_token
 from collabgate.http.app import CollabgateApp, create_app
+from collabgate.http.picows_wire import PicowsSocket
 from collabgate.http.server import uvicorn_config
 from collabgate.http.wire import WireProtocol
 from collabgate.settings import load_settings
@@ -36,6 +40,10 @@ from collabgate.settings import load_settings
 pytestmark = [pytest.mark.e2e, pytest.mark.uvloop]
 
 CONNECTIONS = 20
+
+#: What picows keeps per connection (cdef classes, without weak references; the collector
+#: tracks them, so one left in a cycle shows up in gc.get_objects()).
+PICOWS_CONNECTION_TYPES = (WSProtocol, WSTransport)
 
 
 @pytest.fixture
@@ -72,11 +80,18 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
     ]
     for client in clients:
         await client.recv()  # CONNECTED on /ws, SyncStep1 on /yjs: the session is set up
+    # /ws: uvicorn's protocol and websockets' state machine of every connection; /yjs: the
+    # picows socket (picows's own transport and protocol take no weak references: see below)
     wires = [p for p in server.server_state.connections if isinstance(p, WireProtocol)]
-    assert len(wires) == CONNECTIONS
-    # uvicorn's protocol and websockets' state machine of every connection
-    protocols = [weakref.ref(wire) for wire in wires] + [weakref.ref(wire.conn) for wire in wires]
-    del wires
+    sockets = [p for p in server.server_state.connections if isinstance(p, PicowsSocket)]
+    assert len(wires) + len(sockets) == CONNECTIONS
+    protocols: list[weakref.ref[Any]] = [weakref.ref(wire) for wire in wires]
+    protocols += [weakref.ref(wire.conn) for wire in wires]
+    protocols += [weakref.ref(s) for s in sockets]
+    # The check below can see them: while open, every /yjs connection has its picows objects.
+    picows_objects = [o for o in gc.get_objects() if type(o) in PICOWS_CONNECTION_TYPES]
+    assert len(picows_objects) == 2 * len(sockets)
+    del wires, sockets, picows_objects
     gateway = app.runtime.gateway
     gc.disable()
     try:
@@ -88,7 +103,8 @@ async def test_closed_connections_leave_nothing_to_the_cyclic_collector(
             await asyncio.sleep(0)
         alive = [ref for ref in protocols if ref() is not None]
         assert not alive, f"{len(alive)} closed connections wait for the cyclic collector"
-        # The HTTP protocol each connection was upgraded from is gone too.
+        # The HTTP protocol each connection was upgraded from is gone too, and so are picows's.
         assert not [o for o in gc.get_objects() if issubclass(type(o), HttpToolsProtocol)]
+        assert not [o for o in gc.get_objects() if type(o) in PICOWS_CONNECTION_TYPES]
     finally:
         gc.enable()

@@ -25,7 +25,7 @@ from collabgate.auth.principal import Principal
 from collabgate.auth.verifier import TokenVerifier
 from collabgate.errors import GatewayError
 from collabgate.http.wire import EXTENSION as WIRE_EXTENSION
-from collabgate.http.wire import Flusher, WireProtocol, write_out
+from collabgate.http.wire import Flusher, WireSocket, write_out
 from collabgate.protocol import outbound
 from collabgate.session.connection import Connection
 from collabgate.session.gateway import CLOSE_POLICY, Gateway
@@ -64,12 +64,18 @@ def bearer_token(scope: Scope) -> str | None:
     return tokens[0] if tokens and tokens[0] else None
 
 
+def selected_subprotocol(scope: Scope) -> str | None:
+    """``collabgate`` when the client offered it: a browser that offered subprotocols fails the
+    handshake unless the server selects one."""
+    return SUBPROTOCOL if SUBPROTOCOL in scope.get("subprotocols", []) else None
+
+
 def accept_message(scope: Scope) -> dict[str, Any]:
-    """The handshake's answer: it selects ``collabgate`` when the client offered it (a browser
-    that offered subprotocols fails the handshake unless the server selects one)."""
+    """The handshake's answer, with :func:`selected_subprotocol`."""
     message: dict[str, Any] = {"type": "websocket.accept"}
-    if SUBPROTOCOL in scope.get("subprotocols", []):
-        message["subprotocol"] = SUBPROTOCOL
+    subprotocol = selected_subprotocol(scope)
+    if subprotocol is not None:
+        message["subprotocol"] = subprotocol
     return message
 
 
@@ -122,7 +128,7 @@ class SocketEndpoint:
             protocol=self.protocol,
             **self._log_fields(connection),
         )
-        wire: WireProtocol | None = scope.get("extensions", {}).get(WIRE_EXTENSION)
+        wire: WireSocket | None = scope.get("extensions", {}).get(WIRE_EXTENSION)
         writer = asyncio.create_task(self._write(send, connection, wire))
         reason = "disconnected"
         try:
@@ -162,7 +168,7 @@ class SocketEndpoint:
             await handle(connection, frame)
         return connection.close_request.reason
 
-    async def _write(self, send: Send, connection: Connection, wire: WireProtocol | None) -> None:
+    async def _write(self, send: Send, connection: Connection, wire: WireSocket | None) -> None:
         """Close the socket when asked to or when the reader falls behind; with ``wire``, the
         flusher writes the frames and this task only wakes for that, otherwise it sends them."""
         outbox = connection.outbox

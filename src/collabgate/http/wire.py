@@ -6,18 +6,19 @@ peer, and a server's frames are not masked, so the bytes on the wire are the sam
 them. Here they are serialised once per event-loop turn and each socket gets one write of
 everything queued for it during that turn.
 
-:class:`WireProtocol` is uvicorn's websockets-sansio protocol lending itself to the app under the
-``collabgate.wire`` ASGI extension (the handshake, reading, ping/pong and closing stay uvicorn's
+:class:`WireProtocol` (`/ws`) is uvicorn's websockets-sansio protocol lending itself to the app
+as a :class:`WireSocket`, under the ``collabgate.wire`` ASGI extension (the handshake, reading, ping/pong and closing stay uvicorn's
 and websockets', but for when reading pauses and the reference cycles broken on close);
 :class:`Flusher` writes, at the end of a turn, every outbox that filled during it, and lends
-outboxes a direct write for frames that need not wait. Under another ASGI server the extension
-is absent and the endpoints use plain ASGI sends.
+outboxes a direct write for frames that need not wait. `/yjs` sockets are picows's
+(:mod:`collabgate.http.picows_wire`), which offer the same extension. Under another ASGI server
+the extension is absent and the endpoints use plain ASGI sends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame as WireFrame
@@ -27,7 +28,7 @@ from websockets.http11 import Request
 from collabgate.ops.event_loop import MessageQueue, running_loop
 from collabgate.session.outbox import Frame, Outbox
 
-#: The ASGI scope extension under which a socket offers :class:`WireProtocol`.
+#: The ASGI scope extension under which a socket offers itself as a :class:`WireSocket`.
 EXTENSION = "collabgate.wire"
 
 #: Serialised frames kept for direct writes: a broadcast's frame is reused by every recipient.
@@ -35,6 +36,23 @@ RECENT_FRAMES = 64
 
 #: Frames serialised during one flush: ``id(frame)`` → (the frame, kept alive, and its bytes).
 SerialisedFrames = dict[int, tuple[Frame, bytes]]
+
+
+class WireSocket(Protocol):
+    """What a socket offers under :data:`EXTENSION`: frames written without ASGI.
+
+    :class:`WireProtocol` (uvicorn's protocol, `/ws`) and
+    :class:`~collabgate.http.picows_wire.PicowsSocket` (`/yjs`) are the two.
+    """
+
+    def direct_writer(self, done: SerialisedFrames) -> Callable[[Frame], int]:
+        """A function writing one frame at once: the bytes the socket has not taken yet
+        afterwards, or -1 when it is closing."""
+        ...
+
+    def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
+        """Write ``frames``; the same return as :meth:`direct_writer`'s function."""
+        ...
 
 
 def as_message(frame: Frame) -> tuple[Opcode, bytes]:
@@ -155,7 +173,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
         return transport.get_write_buffer_size()
 
 
-def write_out(outbox: Outbox, wire: WireProtocol, done: SerialisedFrames) -> None:
+def write_out(outbox: Outbox, wire: WireSocket, done: SerialisedFrames) -> None:
     """Write what ``outbox`` holds; a socket whose unsent bytes pass the outbox's bound is a
     reader too slow to keep up, and its outbox is marked overflowed (its writer task closes it)."""
     frames = outbox.take_all()
@@ -172,11 +190,11 @@ class Flusher:
     """
 
     def __init__(self) -> None:
-        self._dirty: list[tuple[Outbox, WireProtocol]] = []
+        self._dirty: list[tuple[Outbox, WireSocket]] = []
         #: Frames serialised lately, shared by :meth:`flush` and the direct writes.
         self._serialised: SerialisedFrames = {}
 
-    def attach(self, outbox: Outbox, wire: WireProtocol) -> None:
+    def attach(self, outbox: Outbox, wire: WireSocket) -> None:
         call_soon = running_loop().call_soon
         dirty, flush, entry = self._dirty, self.flush, (outbox, wire)
         serialised = self._serialised
