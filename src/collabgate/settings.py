@@ -163,7 +163,10 @@ class Settings(BaseSettings):
     )
     websocket_compression: bool = Field(
         False,
-        description="Negotiate permessage-deflate (costs CPU on every frame; off by default).",
+        description=(
+            "Negotiate permessage-deflate on /ws (costs CPU on every frame; off by default;"
+            " /yjs never compresses)."
+        ),
     )
     send_queue_max_bytes: int = Field(
         8_388_608, ge=65_536, description="Unsent bytes after which a slow reader is dropped."
