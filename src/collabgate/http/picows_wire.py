@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote
 
+import structlog
 from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
@@ -55,8 +57,24 @@ ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
 ]
 
-#: picows logs a client's protocol errors here (a frame too large, a bad opcode).
-_picows_log = logging.getLogger("collabgate.picows")
+log = structlog.get_logger(__name__)
+
+
+class PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The log picows writes to: its two lines per connection (accepted, disconnected) dropped,
+    the gateway logs its own; what a client's bad frame makes it report at warning, since the
+    close code already tells the client and nothing is wrong with the server. Anything logged
+    with a traceback (a failure inside picows) stays an error."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level < logging.WARNING:
+            return
+        if level == logging.ERROR and not kwargs.get("exc_info"):
+            level = logging.WARNING
+        super().log(level, msg, *args, **kwargs)
+
+
+_picows_log = PicowsLog(logging.getLogger("collabgate.picows"))
 
 #: Close code for a connection whose app failed (RFC 6455: internal error).
 _INTERNAL_ERROR = 1011
@@ -209,7 +227,7 @@ class PicowsSocket(WSListener):
         except ClientDisconnected:
             pass
         except Exception:
-            _picows_log.exception("websocket_app_failed")
+            log.exception("websocket_app_failed")
             self._send_close(_INTERNAL_ERROR, "internal error")
         if not self.close_sent and not self.disconnected:
             self._send_close(1000, "")
