@@ -1,10 +1,9 @@
 """`/yjs` sockets on picows: frames parsed and written in compiled code, the app unchanged.
 
 uvicorn's WebSocket protocol parses every frame in Python (websockets' generator parser, then
-uvicorn's event handling), and :mod:`collabgate.http.wire` writes every frame through a Python
-closure: on the /yjs relay at 2,500 clients about a fifth of the event loop's time, with storage
-and the rest of the gateway sharing what is left (docs/performance.md). picows does both in
-Cython, on the same uvloop transport.
+uvicorn's event handling): on the /yjs relay at 2,500 clients about a tenth of the event loop's
+time, and the loop's share decides where p99 turns up (docs/performance.md, "/yjs on picows").
+picows parses and writes frames in Cython, on the same uvloop transport.
 
 uvicorn still parses the HTTP request and routes it; an upgrade to a `/yjs/` path is handed to
 picows here (:func:`adopt`, called by ``http.server.HttpProtocol``), which answers the handshake
