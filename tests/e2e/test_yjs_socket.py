@@ -41,8 +41,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     process.terminate()
 
 
-def yjs_url(gateway: GatewayProcess, user: str = "alice") -> str:
-    return f"ws://127.0.0.1:{gateway.port}/yjs/patient:sock-{uuid.uuid4().hex[:8]}?token={gateway.token(user)}"
+def yjs_url(gateway: GatewayProcess, user: str = "alice", *, token: bool = True) -> str:
+    """A fresh resource's /yjs URL, with ``user``'s token in the query unless ``token`` is False."""
+    url = f"ws://127.0.0.1:{gateway.port}/yjs/patient:sock-{uuid.uuid4().hex[:8]}"
+    return f"{url}?token={gateway.token(user)}" if token else url
 
 
 async def next_message(ws: websockets.ClientConnection, kind: type) -> yjs.YjsMessage:
@@ -183,9 +185,11 @@ async def test_pings_are_answered(gateway: GatewayProcess) -> None:
 
 
 async def test_the_collabgate_subprotocol_carries_the_token(gateway: GatewayProcess) -> None:
-    url = f"ws://127.0.0.1:{gateway.port}/yjs/patient:sock-{uuid.uuid4().hex[:8]}"
-    bearer = f"bearer.{gateway.token('alice')}"
-    async with websockets.connect(url, subprotocols=["collabgate", bearer]) as ws:  # type: ignore[list-item]
+    offered = ["collabgate", f"bearer.{gateway.token('alice')}"]
+    async with websockets.connect(
+        yjs_url(gateway, token=False),
+        subprotocols=offered,  # type: ignore[arg-type]
+    ) as ws:
         assert ws.subprotocol == "collabgate"
         assert isinstance(await next_message(ws, yjs.SyncStep1), yjs.SyncStep1)
 

@@ -7,8 +7,9 @@ them. Here they are serialised once per event-loop turn and each socket gets one
 everything queued for it during that turn.
 
 :class:`WireProtocol` (`/ws`) is uvicorn's websockets-sansio protocol lending itself to the app
-as a :class:`WireSocket`, under the ``collabgate.wire`` ASGI extension (the handshake, reading, ping/pong and closing stay uvicorn's
-and websockets', but for when reading pauses and the reference cycles broken on close);
+as a :class:`WireSocket`, under the ``collabgate.wire`` ASGI extension (the handshake, reading,
+ping/pong and closing stay uvicorn's and websockets', but for when reading pauses and the
+reference cycles broken on close);
 :class:`Flusher` writes, at the end of a turn, every outbox that filled during it, and lends
 outboxes a direct write for frames that need not wait. `/yjs` sockets are picows's
 (:mod:`collabgate.http.picows_wire`), which offer the same extension. Under another ASGI server
