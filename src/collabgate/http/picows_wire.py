@@ -182,17 +182,18 @@ class PicowsSocket(WSListener):
             if self.close_sent:
                 raise ClientDisconnected()
             payload = message.get("bytes")
-            if payload is not None:
-                self._write(WSMsgType.BINARY, payload)
-            else:
-                self._write(WSMsgType.TEXT, str(message.get("text", "")).encode())
+            self._send_frame(payload if payload is not None else str(message.get("text", "")))
         elif kind == "websocket.close":
             self._send_close(int(message.get("code", 1000)), str(message.get("reason") or ""))
         # websocket.accept: picows answered the handshake before the app ran.
 
     # --- the wire extension (http/wire.py's Flusher) ------------------------------------------
     def direct_writer(self, done: SerialisedFrames) -> Callable[[Frame], int]:
-        """Write one frame at once; the bytes the socket has not taken, -1 when closing."""
+        """Write one frame at once; the bytes the socket has not taken, -1 when closing.
+
+        :meth:`_send_frame` inlined, with the transport's methods looked up once: this runs
+        once per recipient of every broadcast.
+        """
         assert self._transport is not None  # frames exist only once the app runs
         send = self._transport.send
         unsent = self._transport.underlying_transport.get_write_buffer_size
@@ -210,14 +211,11 @@ class PicowsSocket(WSListener):
         return write_one
 
     def write_frames(self, frames: list[Frame], done: SerialisedFrames) -> int:
-        if self.close_sent or self.disconnected or self._transport is None:
+        if self.close_sent or self.disconnected:
             return -1
         for frame in frames:
-            if isinstance(frame, bytes):
-                self._transport.send(WSMsgType.BINARY, frame)
-            else:
-                self._transport.send(WSMsgType.TEXT, frame.encode())
-        return int(self._transport.underlying_transport.get_write_buffer_size())
+            self._send_frame(frame)
+        return int(self.transport.underlying_transport.get_write_buffer_size())
 
     # --- internals -----------------------------------------------------------------------------
     async def _run_app(self) -> None:
@@ -279,11 +277,10 @@ class PicowsSocket(WSListener):
 
     def _close_received(self, code: WSCloseCode) -> None:
         """The client closes: answer with its code (RFC 6455 5.5.1) and end the connection."""
-        if not self.close_sent and self._transport is not None:
+        if not self.close_sent:
             self.close_sent = True
-            self._transport.send_close(code)
-        if self._transport is not None:
-            self._transport.disconnect()
+            self.transport.send_close(code)
+        self.transport.disconnect()
 
     def _send_close(self, code: int, reason: str) -> None:
         """Send a close frame; the client answers and picows ends the connection, or the
@@ -296,9 +293,12 @@ class PicowsSocket(WSListener):
             self._close_timeout, self._transport.disconnect
         )
 
-    def _write(self, msg_type: WSMsgType, payload: bytes) -> None:
-        assert self._transport is not None
-        self._transport.send(msg_type, payload)
+    def _send_frame(self, frame: Frame) -> None:
+        """A binary frame for ``bytes``, a text frame for ``str``."""
+        if isinstance(frame, bytes):
+            self.transport.send(WSMsgType.BINARY, frame)
+        else:
+            self.transport.send(WSMsgType.TEXT, frame.encode())
 
 
 def websocket_scope(http_scope: Scope, url: bytes) -> Scope:
