@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,18 @@ def count_parents(connection: sqlite3.Connection) -> int:
     return int(connection.execute("SELECT count(*) FROM parent").fetchone()[0])
 
 
+@dataclass(frozen=True)
+class Append:
+    """A store's append, made by :func:`in_one_batch` once the writer is held."""
+
+    queue: Callable[[], Awaitable[Any]]
+
+
 async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
     """Queue ``writes`` while the writer is held, so that they are committed as one batch.
 
     A write is a function of the connection, ``(bulk_operation, item)`` for ``write_many``, or
-    a coroutine that queues a write before it first suspends (a store's ``append``).
+    a store's append to make (:class:`Append`).
     """
     started, release = threading.Event(), threading.Event()
 
@@ -135,16 +143,15 @@ async def in_one_batch(database: SqliteDatabase, *writes: Any) -> list[Any]:
         release.wait()
 
     def queue(write: Any) -> Awaitable[Any]:
-        if asyncio.iscoroutine(write):
-            return asyncio.ensure_future(write)
+        if isinstance(write, Append):
+            return write.queue()
         if isinstance(write, tuple):
-            return asyncio.ensure_future(database.write_many(*write))
-        return asyncio.ensure_future(database.write(write))
+            return database.write_many(*write)
+        return database.write(write)
 
     held = asyncio.ensure_future(database.write(hold))
     await asyncio.to_thread(started.wait)
-    pending = [queue(write) for write in writes]
-    await asyncio.sleep(0)  # let every write queue itself behind the held batch
+    pending = [queue(write) for write in writes]  # each queued behind the held batch
     release.set()
     await held
     return await asyncio.gather(*pending, return_exceptions=True)
@@ -290,7 +297,8 @@ async def test_revisions_appended_in_a_batch_that_failed_can_be_stored_again(
     """The store keeps each resource's highest revision in memory: only a commit may raise it."""
     store = SqliteDocumentStore(database)
     await store.append("patient:1", 1, b"one")
-    results = await in_one_batch(database, store.append("patient:1", 2, b"lost"), orphan)
+    lost = Append(lambda: store.append("patient:1", 2, b"lost"))
+    results = await in_one_batch(database, lost, orphan)
     assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
 
     assert await store.append("patient:1", 2, b"two") == 2

@@ -92,9 +92,12 @@ class HAProxyProcess:
         return list(csv.DictReader(io.StringIO(text.removeprefix("# "))))
 
     def server_states(self, backend: str = "collabgate") -> dict[str, tuple[str, str]]:
-        """``{server name: (status, last check status)}``, e.g. ``{"gw1": ("UP", "L7OK")}``."""
+        """``{server name: (status, last check status)}``, e.g. ``{"gw1": ("UP", "L7OK")}``.
+
+        HAProxy prefixes the last status with ``* `` while the next check runs; left out here.
+        """
         return {
-            row["svname"]: (row["status"], row["check_status"])
+            row["svname"]: (row["status"], row["check_status"].removeprefix("* "))
             for row in self.stats()
             if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
         }

@@ -1,5 +1,5 @@
 """ops/event_loop.py: the running loop without a getpid() per lookup, the message queue of a
-socket, and settled()."""
+socket, settled(), and ordering futures with settled_after()."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from collabgate.ops.event_loop import MessageQueue, running_loop, settled
+from collabgate.ops.event_loop import MessageQueue, pass_on, running_loop, settled, settled_after
 
 
 def test_running_loop_is_the_loop_of_each_run_in_turn() -> None:
@@ -87,3 +87,47 @@ async def test_settled_returns_at_once_for_a_done_future() -> None:
     future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     future.cancel()
     await settled(future)
+
+
+def futures(count: int) -> list[asyncio.Future[int]]:
+    loop = asyncio.get_running_loop()
+    return [loop.create_future() for _ in range(count)]
+
+
+async def test_settled_after_holds_back_a_done_result_until_the_first_is_done() -> None:
+    first, second = futures(2)
+    ordered = settled_after(first, second)
+    second.set_result(7)
+    await second
+    await asyncio.sleep(0)  # second's callbacks have run
+    assert not ordered.done()
+    first.set_exception(ValueError("the earlier store failed"))  # its outcome is not passed on
+    assert await ordered == 7
+    assert isinstance(first.exception(), ValueError)
+
+
+async def test_settled_after_passes_on_a_failure_and_a_cancellation() -> None:
+    first, failing, cancelled = futures(3)
+    failed_in_order = settled_after(first, failing)
+    cancelled_in_order = settled_after(first, cancelled)
+    failing.set_exception(RuntimeError("database closed"))
+    cancelled.cancel()
+    first.set_result(1)
+    with pytest.raises(RuntimeError, match="database closed"):
+        await failed_in_order
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled_in_order
+
+
+async def test_settled_after_a_done_future_is_the_second_itself() -> None:
+    first, second = futures(2)
+    first.set_result(1)
+    assert settled_after(first, second) is second
+
+
+async def test_pass_on_leaves_a_future_whose_waiter_gave_up_alone() -> None:
+    done, given_up = futures(2)
+    done.set_result(3)
+    given_up.cancel()
+    pass_on(done, given_up)
+    assert given_up.cancelled()

@@ -99,9 +99,12 @@ class GatedStore:
         await asyncio.sleep(0)  # a round trip to the database: other tasks run meanwhile
         return await self.inner.load(resource_id)
 
-    async def append(
+    def append(
         self, resource_id: str, revision: int, update: bytes, record: Any = None
-    ) -> int:
+    ) -> asyncio.Future[int]:
+        return asyncio.ensure_future(self._append(resource_id, revision, update, record))
+
+    async def _append(self, resource_id: str, revision: int, update: bytes, record: Any) -> int:
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with

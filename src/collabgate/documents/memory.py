@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collabgate.audit.port import AuditSink
 from collabgate.documents.port import StoredDocument, UpdateRecord, check_revision
+from collabgate.ops.event_loop import running_loop
 
 
 class MemoryDocumentStore:
@@ -20,8 +23,15 @@ class MemoryDocumentStore:
             stored.snapshot, stored.snapshot_revision, list(stored.updates), stored.last_revision
         )
 
-    async def append(
+    def append(
         self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
+    ) -> asyncio.Future[int]:
+        stored: asyncio.Future[int] = running_loop().create_future()
+        stored.set_result(self._store(resource_id, revision, update, record))
+        return stored
+
+    def _store(
+        self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None
     ) -> int:
         check_revision(revision)
         if record is not None and self._audit is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,11 +36,15 @@ class DocumentStore(Protocol):
         """The stored document; an empty one when the resource has never been written."""
         ...
 
-    async def append(
+    def append(
         self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
-    ) -> int:
-        """Store ``update`` after everything stored for the resource; return the revision it
-        is stored as. Durable when the call returns.
+    ) -> asyncio.Future[int]:
+        """Queue ``update`` to be stored after everything stored for the resource; the future
+        gives the revision it is stored as, once durable. Appends are queued when called, so
+        they are stored in the order of the calls; bad arguments raise at once.
+
+        A future rather than a coroutine: the gateway queues one per edit, and a task for each
+        cost it more than the rest of storing the edit on its side (docs/performance.md).
 
         ``revision`` is the caller's number for it (its copy's next revision), and normally the
         one returned. Revisions only grow, and nothing is overwritten: when another writer has

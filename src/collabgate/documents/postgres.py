@@ -27,6 +27,7 @@ Tables (migration 0001): ``document_snapshots (resource_id PK, revision, snapsho
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Final
@@ -134,12 +135,12 @@ class PostgresDocumentStore:
             last_revision = int(revision)
         return StoredDocument(snapshot, snapshot_revision, updates, last_revision)
 
-    async def append(
+    def append(
         self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
-    ) -> int:
+    ) -> asyncio.Future[int]:
         self._check_open()
         item = queued_append(resource_id, revision, update, record, audited=self._audited)
-        return await self._db.write_many(self._append_many, item, lane=LANE)
+        return self._db.write_many(self._append_many, item, lane=LANE)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         """Replace the updates up to ``revision`` by ``snapshot``; an older snapshot is ignored."""

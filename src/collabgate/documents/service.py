@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
 from collabgate.documents.port import DocumentStore, UpdateRecord
 from collabgate.documents.server_document import ServerDocument
+from collabgate.ops.event_loop import pass_on, running_loop
 
 log = structlog.get_logger(__name__)
 
@@ -17,7 +19,7 @@ log = structlog.get_logger(__name__)
 class DocumentService:
     """One :class:`ServerDocument` per resource in use, backed by a :class:`DocumentStore`.
 
-    ``persist`` returns once an update is durable; callers acknowledge only then. A document
+    ``persist``'s future is done once an update is durable; callers acknowledge only then. A document
     is compacted into a snapshot in the background once ``compaction_threshold`` updates pile up.
     """
 
@@ -92,21 +94,43 @@ class DocumentService:
         self._last_used[document.resource_id] = time.monotonic()
         return revision
 
-    async def persist(
+    def persist(
         self,
         document: ServerDocument,
         revision: int,
         update: bytes,
         record: UpdateRecord | None = None,
-    ) -> int:
-        """Store ``update``; return the revision it was stored as, once it is durable.
+    ) -> asyncio.Future[int]:
+        """Queue ``update`` for storage; the future gives the revision it was stored as, once
+        it is durable, or the store's error (a store that refuses the update at once included).
 
         Normally that is ``revision``. With several instances writing one resource, another
         instance may have stored that number first: the store then stores the update under the
         next free revision (nothing is overwritten), and this copy numbers on from there.
         ``record(stored_revision)`` is the audit event stored in the same transaction.
         """
-        stored = await self._store.append(document.resource_id, revision, update, record)
+        persisted: asyncio.Future[int] = running_loop().create_future()
+        try:
+            stored = self._store.append(document.resource_id, revision, update, record)
+        except Exception as exc:
+            persisted.set_exception(exc)
+        else:
+            stored.add_done_callback(partial(self._stored, document, revision, persisted))
+        return persisted
+
+    def _stored(
+        self,
+        document: ServerDocument,
+        revision: int,
+        persisted: asyncio.Future[int],
+        done: asyncio.Future[int],
+    ) -> None:
+        """The document learns where ``done`` was stored, then ``persisted``'s waiters do."""
+        if not done.cancelled() and done.exception() is None:
+            self._note_stored(document, revision, done.result())
+        pass_on(done, persisted)
+
+    def _note_stored(self, document: ServerDocument, revision: int, stored: int) -> None:
         if stored != revision:
             document.revision = max(document.revision, stored)
             if self._on_revision_conflict is not None:
@@ -114,7 +138,6 @@ class DocumentService:
         document.stored_revision = max(document.stored_revision, stored)
         if document.updates_since_snapshot >= self._threshold:
             self._compact_in_background(document)
-        return stored
 
     def _compact_in_background(self, document: ServerDocument) -> None:
         document.updates_since_snapshot = 0

@@ -30,6 +30,7 @@ it read the tables again.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -139,12 +140,12 @@ class SqliteDocumentStore:
         self._check_open()
         return await self._db.read(partial(_load, resource_id))
 
-    async def append(
+    def append(
         self, resource_id: str, revision: int, update: bytes, record: UpdateRecord | None = None
-    ) -> int:
+    ) -> asyncio.Future[int]:
         self._check_open()
         item = queued_append(resource_id, revision, update, record, audited=self._audited)
-        return await self._db.write_many(self._append_many, item)
+        return self._db.write_many(self._append_many, item)
 
     async def compact(self, resource_id: str, revision: int, snapshot: bytes) -> None:
         self._check_open()

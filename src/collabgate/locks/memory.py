@@ -80,7 +80,9 @@ class MemoryLockStore:
         self._expiry_heap.clear()
 
     def _live(self, resource_id: str, now_ms: int) -> dict[str, Lock]:
-        room = self._locks.get(resource_id, {})
+        room = self._locks.get(resource_id)
+        if not room:  # most rooms, most of the time: every edit asks (the gateway's lock check)
+            return {}
         return {target: lock for target, lock in room.items() if lock.expires_at > now_ms}
 
     def _store(self, lock: Lock) -> Lock:

@@ -1,4 +1,4 @@
-"""The running event loop, found without a system call, and waiting for a future to settle.
+"""The running event loop, found without a system call, and waiting for futures to settle.
 
 On CPython 3.11, ``asyncio.get_running_loop()`` (and with it ``asyncio.Queue.get`` on an empty
 queue, ``asyncio.wait`` and every other asyncio call that looks the loop up) compares the
@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["MessageQueue", "running_loop", "settled"]
+__all__ = ["MessageQueue", "pass_on", "running_loop", "settled", "settled_after"]
 
 
 class _LoopOfThread(threading.local):
@@ -104,3 +104,35 @@ async def settled(future: asyncio.Future[Any]) -> None:
         await waiter
     finally:
         future.remove_done_callback(wake)
+
+
+def settled_after(first: asyncio.Future[Any], second: asyncio.Future[T]) -> asyncio.Future[T]:
+    """``second``'s outcome, done no earlier than ``first`` (whose own outcome is ignored).
+
+    Callbacks, not a task: the gateway orders every stored edit of a connection after the one
+    before it this way, and a task per edit is the dearer part of that (docs/performance.md).
+    """
+    if first.done():
+        return second
+    ordered: asyncio.Future[T] = second.get_loop().create_future()
+
+    def settle(_: asyncio.Future[Any]) -> None:
+        if first.done() and second.done():
+            pass_on(second, ordered)
+
+    first.add_done_callback(settle)
+    second.add_done_callback(settle)
+    return ordered
+
+
+def pass_on(done: asyncio.Future[T], to: asyncio.Future[T]) -> None:
+    """Give ``to`` the outcome of ``done`` (result, exception or cancellation), unless ``to`` is
+    already done (its waiter gave up)."""
+    if to.done():
+        return
+    if done.cancelled():
+        to.cancel()
+    elif (error := done.exception()) is not None:
+        to.set_exception(error)
+    else:
+        to.set_result(done.result())

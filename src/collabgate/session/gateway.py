@@ -46,7 +46,7 @@ from collabgate.errors import (
     ServiceUnavailable,
 )
 from collabgate.locks.port import WHOLE_RESOURCE, Denied, Lock, LockStore
-from collabgate.ops.event_loop import running_loop, settled
+from collabgate.ops.event_loop import running_loop, settled, settled_after
 from collabgate.ops.metrics import Metrics
 from collabgate.presence.port import Member, PresenceStore
 from collabgate.protocol import outbound, yjs
@@ -153,7 +153,7 @@ class Gateway:
         self._release_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Updates on their way to the store; shutdown waits for them.
-        self._storing: set[asyncio.Task[int]] = set()
+        self._storing: set[asyncio.Future[int]] = set()
         self.draining = False
         self._resource_type_labels: set[str] = set()
         self._all_closed = asyncio.Event()
@@ -651,11 +651,7 @@ class Gateway:
         revision = self.documents.apply(document, update)
         # Queued for storage before anything can yield, so updates reach the store in revision
         # order; another instance may still have taken that revision: it is stored under the next.
-        stored = running_loop().create_task(
-            self._store(connection, document, revision, update, after)
-        )
-        self._storing.add(stored)
-        stored.add_done_callback(self._storing.discard)
+        stored = self._store(connection, document, revision, update, after)
         # The JSON form is built only for a reader: a /ws peer here or another instance.
         frame = (
             outbound.encode(outbound.y_update(resource_id, update, revision, connection.user_id))
@@ -665,21 +661,29 @@ class Gateway:
         await self._broadcast_outgoing(resource_id, Outgoing(frame), connection.id, update=update)
         return stored
 
-    async def _store(
+    def _store(
         self,
         connection: Connection,
         document: ServerDocument,
         revision: int,
         update: bytes,
         after: asyncio.Future[int] | None,
-    ) -> int:
+    ) -> asyncio.Future[int]:
+        """Queue ``update`` with its audit record; done once both are durable, and not before
+        ``after`` (the ACKs of one sender go out in the order of its updates)."""
         record = partial(self._update_record, connection, document.resource_id, len(update))
-        revision = await self.documents.persist(document, revision, update, record)
-        self.metrics.update_bytes.observe(len(update))
-        self.metrics.audit_logs_written.inc()  # stored with the update, not by the trail
-        if after is not None:  # the ACKs of one sender go out in the order of its updates
-            await settled(after)
-        return revision
+        stored = self.documents.persist(document, revision, update, record)
+        if after is not None:
+            stored = settled_after(after, stored)
+        self._storing.add(stored)
+        stored.add_done_callback(partial(self._update_stored, len(update)))
+        return stored
+
+    def _update_stored(self, size: int, stored: asyncio.Future[int]) -> None:
+        self._storing.discard(stored)
+        if not stored.cancelled() and stored.exception() is None:
+            self.metrics.update_bytes.observe(size)
+            self.metrics.audit_logs_written.inc()  # stored with the update, not by the trail
 
     async def _refuse_if_locked_by_other(self, connection: Connection, resource_id: str) -> None:
         for lock in await self.locks.locks(resource_id, self._now()):

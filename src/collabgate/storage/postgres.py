@@ -526,18 +526,23 @@ class PostgresDatabase:
             return result
         raise AssertionError("unreachable")
 
-    async def write(
+    def write(
         self, operation: Callable[[Connection], Awaitable[T]], *, lane: str = DEFAULT_LANE
-    ) -> T:
-        """Run ``operation`` in ``lane``'s next batch transaction; return its result once committed."""
-        return cast(T, await self._writer(lane).submit(_call_each, operation))
+    ) -> asyncio.Future[T]:
+        """Queue ``operation`` for ``lane``'s next batch transaction; the future gives its
+        result once committed. Queued when called, so writes commit in the order of the calls."""
+        return cast("asyncio.Future[T]", self._writer(lane).submit(_call_each, operation))
 
-    async def write_many(self, operation: BulkOperation[P, R], item: P, *, lane: str) -> R:
+    def write_many(
+        self, operation: BulkOperation[P, R], item: P, *, lane: str
+    ) -> asyncio.Future[R]:
         """Queue ``item`` for ``operation``; it runs with the other items queued for it, in bulk.
 
         ``operation`` must be the same object (or an equal bound method) for writes to be grouped.
+        Queued when called; the future is done once the batch holding the item is committed (a
+        future, not a coroutine, as for SQLite: no task per write on the edit path).
         """
-        return cast(R, await self._writer(lane).submit(operation, item))
+        return cast("asyncio.Future[R]", self._writer(lane).submit(operation, item))
 
     async def ping(self) -> bool:
         """Whether PostgreSQL answers now (updates :attr:`healthy` and the metrics)."""

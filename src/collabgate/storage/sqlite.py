@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import structlog
 
@@ -614,23 +614,22 @@ class SqliteDatabase:
 
     # --- operations --------------------------------------------------------------------------
 
-    async def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in the writer thread; return its result once committed.
+    def write(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``operation`` for the writer thread; the future gives its result once committed.
 
-        The write is queued synchronously, before this coroutine first suspends, so writes are
-        committed in the order their coroutines started.
+        Queued when called, so writes are committed in the order of the calls. A future, not a
+        coroutine: a caller on the hot path (an edit) adds callbacks to it and needs no task of
+        its own per write.
         """
-        future = self._enqueue(_call_each, operation, running_loop())
-        return cast(T, await future)
+        return self._enqueue(_call_each, operation, running_loop())
 
-    async def write_many(self, operation: BulkOperation[P, R], item: P) -> R:
+    def write_many(self, operation: BulkOperation[P, R], item: P) -> asyncio.Future[R]:
         """Queue ``item`` for ``operation``; it runs with the other items queued for it, in bulk.
 
-        ``operation`` must be the same object for writes to be grouped. Like :meth:`write`, it
-        returns once the transaction holding the item is committed.
+        ``operation`` must be the same object for writes to be grouped. Queued when called, like
+        :meth:`write`; the future is done once the transaction holding the item is committed.
         """
-        future = self._enqueue(operation, item, running_loop())
-        return cast(R, await future)
+        return self._enqueue(operation, item, running_loop())
 
     async def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` on the read connection inside one read transaction."""
