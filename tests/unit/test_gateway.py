@@ -93,6 +93,8 @@ class GatedStore:
         self.inner = inner
         self.gate = asyncio.Event()
         self.fail_with: BaseException | None = None
+        #: Raised by ``append`` itself, before anything is queued: a store that is closed.
+        self.refuse_at_once: Exception | None = None
         self.appended: list[int] = []
 
     async def load(self, resource_id: str) -> Any:
@@ -102,6 +104,8 @@ class GatedStore:
     def append(
         self, resource_id: str, revision: int, update: bytes, record: Any = None
     ) -> asyncio.Future[int]:
+        if self.refuse_at_once is not None:
+            raise self.refuse_at_once
         return asyncio.ensure_future(self._append(resource_id, revision, update, record))
 
     async def _append(self, resource_id: str, revision: int, update: bytes, record: Any) -> int:
@@ -234,6 +238,30 @@ async def test_updates_another_instance_numbered_first_are_stored_and_acked_afte
     await h.gateway.receive(alice, orjson.dumps({**frame, "update": b64(text_update(client, "!"))}))
     await h.gateway.wait_stored()
     assert store.appended == [2, 3, 4]
+
+
+async def test_an_update_the_store_refuses_at_once_is_answered_in_order_with_an_error(
+    h: Harness,
+) -> None:
+    """The store is closed by the time the second update reaches it: that update gets WS_5001,
+    after the first one's ACK, and the socket reads on."""
+    store = gated(h)
+    alice = await h.connect("alice")
+    await h.join(alice)
+    client: Doc[Any] = Doc()
+    frame = {"type": "Y_UPDATE", "resourceId": RESOURCE}
+    update = b64(text_update(client, "kept "))
+    await h.gateway.receive(alice, orjson.dumps({**frame, "ref": "u1", "update": update}))
+    store.refuse_at_once = RuntimeError("the document store is closed")
+    update = b64(text_update(client, "refused"))
+    await h.gateway.receive(alice, orjson.dumps({**frame, "ref": "u2", "update": update}))
+    store.gate.set()
+    await h.gateway.wait_stored()
+    answers = [(f["ref"], f.get("code")) for f in read(alice) if f.get("ref") in ("u1", "u2")]
+    assert answers == [("u1", None), ("u2", "WS_5001")]  # the ACK first, then the error
+    assert store.appended == [1]
+    (error,) = await h.send(alice, type="HEARTBEAT", ref="still-open")
+    assert error["type"] == "HEARTBEAT_ACK"
 
 
 async def test_garbage_update_is_refused_and_nothing_is_stored(h: Harness) -> None:

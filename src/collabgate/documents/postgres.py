@@ -3,7 +3,7 @@
 Appends go through the ``documents`` lane of the shared group-commit writer
 (:class:`~collabgate.storage.postgres.PostgresDatabase`): all appends queued while a commit is in
 flight are stored by ONE ``INSERT ... SELECT FROM unnest(...)`` in ONE transaction, and each
-returns only once that transaction is committed.
+one's future is done only once that transaction is committed.
 
 Several instances number the edits of one resource from their own copies, so two of them often
 pick the same next revision. The batch transaction therefore takes the documents' append lock

@@ -1,9 +1,9 @@
 """Y.js documents in the embedded SQLite file: one snapshot per resource plus the updates after it.
 
 Appends go through the shared writer (:class:`~collabgate.storage.sqlite.SqliteDatabase`), so
-concurrent appends from every room share one fsync, and an append returns only once durable.
-The appends of one batch are checked and inserted together: a fixed number of statements per
-batch, not two per update (see the writer's notes on the GIL).
+concurrent appends from every room share one fsync, and an append's future is done only once
+durable. The appends of one batch are checked and inserted together: a fixed number of
+statements per batch, not two per update (see the writer's notes on the GIL).
 
 Appends land in a small staging table first and move to ``document_updates`` in bulk. A commit
 writes every page it dirtied to the WAL whole. ``document_updates`` is clustered on (resource_id,

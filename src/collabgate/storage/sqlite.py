@@ -3,8 +3,8 @@
 Why this shape:
 
 * SQLite admits one writer at a time. Rather than letting connections fight over the write lock,
-  ONE connection owned by ONE thread performs every write. Coroutines queue an operation (a plain
-  function of a connection) and await a future.
+  ONE connection owned by ONE thread performs every write. Callers queue an operation (a plain
+  function of a connection) and get a future.
 * Group commit. With ``synchronous=FULL`` every commit costs an fsync (milliseconds). Whenever the
   writer is free it takes everything queued (up to ``max_batch``), runs it in ONE transaction,
   commits once and only then resolves every caller's future. N concurrent writes share one fsync
@@ -453,10 +453,10 @@ class SqliteDatabase:
     """The SQLite file shared by :class:`SqliteDocumentStore` and :class:`SqliteAuditStore`.
 
     Adapters register their DDL with :meth:`add_schema` (normally before :meth:`open`, which
-    creates everything in one transaction). :meth:`write` runs a function of the connection in
-    the writer thread, group-committed with whatever else is queued, and returns once it is
-    durable; :meth:`write_many` queues one item for a :data:`BulkOperation`, which stores it with
-    the other items queued for it. :meth:`read` runs a function on the read connection in one
+    creates everything in one transaction). :meth:`write` queues a function of the connection
+    for the writer thread, group-committed with whatever else is queued; its future is done once
+    that is durable. :meth:`write_many` queues one item for a :data:`BulkOperation`, which stores
+    it with the other items queued for it. :meth:`read` runs a function on the read connection in one
     read transaction.
 
     Operations must not COMMIT or ROLLBACK themselves. Cancelling a caller does not withdraw a
