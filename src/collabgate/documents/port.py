@@ -43,8 +43,8 @@ class DocumentStore(Protocol):
         gives the revision it is stored as, once durable. Appends are queued when called, so
         they are stored in the order of the calls; bad arguments raise at once.
 
-        A future rather than a coroutine: the gateway queues one per edit, and a task for each
-        cost it more than the rest of storing the edit on its side (docs/performance.md).
+        A future rather than a coroutine: the gateway queues one per edit and adds callbacks
+        to it, so an edit on its way to the store needs no task (docs/performance.md).
 
         ``revision`` is the caller's number for it (its copy's next revision), and normally the
         one returned. Revisions only grow, and nothing is overwritten: when another writer has

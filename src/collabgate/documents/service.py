@@ -19,8 +19,9 @@ log = structlog.get_logger(__name__)
 class DocumentService:
     """One :class:`ServerDocument` per resource in use, backed by a :class:`DocumentStore`.
 
-    ``persist``'s future is done once an update is durable; callers acknowledge only then. A document
-    is compacted into a snapshot in the background once ``compaction_threshold`` updates pile up.
+    ``persist``'s future is done once an update is durable; callers acknowledge only then. A
+    document is compacted into a snapshot in the background once ``compaction_threshold`` updates
+    pile up.
     """
 
     def __init__(

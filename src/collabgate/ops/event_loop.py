@@ -110,7 +110,7 @@ def settled_after(first: asyncio.Future[Any], second: asyncio.Future[T]) -> asyn
     """``second``'s outcome, done no earlier than ``first`` (whose own outcome is ignored).
 
     Callbacks, not a task: the gateway orders every stored edit of a connection after the one
-    before it this way, and a task per edit is the dearer part of that (docs/performance.md).
+    before it this way, without a task per edit.
     """
     if first.done():
         return second

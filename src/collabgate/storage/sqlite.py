@@ -456,8 +456,8 @@ class SqliteDatabase:
     creates everything in one transaction). :meth:`write` queues a function of the connection
     for the writer thread, group-committed with whatever else is queued; its future is done once
     that is durable. :meth:`write_many` queues one item for a :data:`BulkOperation`, which stores
-    it with the other items queued for it. :meth:`read` runs a function on the read connection in one
-    read transaction.
+    it with the other items queued for it. :meth:`read` runs a function on the read connection in
+    one read transaction.
 
     Operations must not COMMIT or ROLLBACK themselves. Cancelling a caller does not withdraw a
     write it has queued. The database can be opened again after :meth:`close`.
