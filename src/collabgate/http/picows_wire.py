@@ -161,8 +161,7 @@ class PicowsSocket(WSListener):
     # --- uvicorn's server ----------------------------------------------------------------------
     def shutdown(self) -> None:
         """What uvicorn asks of every open connection when it stops: close with 1012."""
-        if not self.close_sent and not self.disconnected:
-            self._send_close(1012, "")
+        self._send_close(1012, "")
         if self._transport is not None:
             self._transport.disconnect()
 
@@ -226,8 +225,7 @@ class PicowsSocket(WSListener):
         except Exception:
             log.exception("websocket_app_failed")
             self._send_close(_INTERNAL_ERROR, "internal error")
-        if not self.close_sent and not self.disconnected:
-            self._send_close(1000, "")
+        self._send_close(1000, "")  # unless a close is under way already
 
     def _deliver(self, msg_type: WSMsgType, payload: bytes) -> None:
         if msg_type is WSMsgType.BINARY:
@@ -283,8 +281,8 @@ class PicowsSocket(WSListener):
         self.transport.disconnect()
 
     def _send_close(self, code: int, reason: str) -> None:
-        """Send a close frame; the client answers and picows ends the connection, or the
-        close timeout does."""
+        """Send a close frame, unless one was sent or the connection is gone; the client
+        answers and picows ends the connection, or the close timeout does."""
         if self.close_sent or self.disconnected or self._transport is None:
             return
         self.close_sent = True
