@@ -35,6 +35,16 @@ async function openAs (browser, user) {
 
 const editorValue = (page) => page.locator('#editor').inputValue()
 
+// Whether the characters of phrase occur in text in their order (others may lie between).
+function inOrder (phrase, text) {
+  let at = 0
+  for (const char of phrase) {
+    at = text.indexOf(char, at) + 1
+    if (at === 0) return false
+  }
+  return true
+}
+
 test('two users type in two windows, see one text and each other', { timeout: 60000 }, async () => {
   assert.ok(base, 'DEMO_BASE_URL is not set')
   const browser = await chromium.launch({
@@ -54,11 +64,14 @@ test('two users type in two windows, see one text and each other', { timeout: 60
       alice.page.locator('#editor').pressSequentially('Alice: BP 120/80. ', { delay: 15 }),
       bob.page.locator('#editor').pressSequentially('Bob: pulse 72. ', { delay: 15 })
     ])
+    // Typed at once, the two phrases may interleave (whose keystroke lands first is a race);
+    // what must hold is one text in both windows holding every keystroke, each phrase in order.
     const phrases = ['Alice: BP 120/80. ', 'Bob: pulse 72. ']
+    const length = phrases.join('').length
     for (const { page } of [alice, bob]) {
       await page.waitForFunction(
-        (wanted) => wanted.every((phrase) => document.getElementById('editor').value.includes(phrase)),
-        phrases, { timeout: TIMEOUT }
+        (wanted) => document.getElementById('editor').value.length === wanted,
+        length, { timeout: TIMEOUT }
       ).catch(async (error) => {
         // Name what each window shows, so that a failure says how the copies differ.
         const shown = await Promise.all([alice, bob].map(async (w) => JSON.stringify({
@@ -71,7 +84,20 @@ test('two users type in two windows, see one text and each other', { timeout: 60
     }
     const text = await editorValue(alice.page)
     assert.equal(await editorValue(bob.page), text)
-    assert.equal(text.length, phrases.join('').length)
+    for (const phrase of phrases) assert.ok(inOrder(phrase, text), `${JSON.stringify(phrase)} in order in ${JSON.stringify(text)}`)
+
+    // Another writer's edits move bob's caret by what they insert or delete before it, and not
+    // otherwise, whether or not his editor has the focus.
+    await bob.page.evaluate(() => { const e = document.getElementById('editor'); e.setSelectionRange(3, 3); e.blur() })
+    const remote = async (edit, wanted) => {
+      await alice.page.evaluate(edit)
+      await bob.page.waitForFunction((value) => document.getElementById('editor').value === value, wanted)
+      return bob.page.evaluate(() => document.getElementById('editor').selectionStart)
+    }
+    const content = 'window.collabgateDemo.doc.getText("content")'
+    assert.equal(await remote(`${content}.insert(0, "XY")`, 'XY' + text), 5)
+    assert.equal(await remote(`${content}.insert(5, "Z")`, 'XY' + text.slice(0, 3) + 'Z' + text.slice(3)), 5)
+    assert.equal(await remote(`${content}.delete(0, 2)`, text.slice(0, 3) + 'Z' + text.slice(3)), 3)
 
     for (const { page } of [alice, bob]) {
       for (const user of ['alice', 'bob']) {

@@ -50,26 +50,26 @@ function bindTextarea (ytext, textarea) {
       if (endAfter > start) ytext.insert(start, after.slice(start, endAfter))
     }, 'local')
   })
-  // Remote edits: new value, with the caret moved by what was inserted or deleted before it.
+  // Remote edits: each insert and delete applied in place with setRangeText, whose 'preserve'
+  // mode moves the caret and selection by what changed before them and leaves them where they
+  // are otherwise. Assigning textarea.value instead would put the caret at the end whenever it
+  // is not put back, and one keystroke later the writer's own text would continue there, split
+  // from what they had typed so far.
   ytext.observe((event, transaction) => {
     if (transaction.origin === 'local') return
-    let { selectionStart: start, selectionEnd: end } = textarea
     let index = 0
     for (const op of event.delta) {
       if (op.retain) {
         index += op.retain
       } else if (op.insert) {
-        const n = op.insert.length
-        if (index < start) start += n
-        if (index < end) end += n
-        index += n
+        textarea.setRangeText(op.insert, index, index, 'preserve')
+        index += op.insert.length
       } else if (op.delete) {
-        if (index < start) start -= Math.min(op.delete, start - index)
-        if (index < end) end -= Math.min(op.delete, end - index)
+        textarea.setRangeText('', index, index + op.delete, 'preserve')
       }
     }
-    textarea.value = ytext.toString()
-    if (document.activeElement === textarea) textarea.setSelectionRange(start, end)
+    const text = ytext.toString()
+    if (textarea.value !== text) textarea.value = text // never expected: the copy is the document
   })
 }
 
