@@ -95,6 +95,9 @@ async def test_slow_reader_is_disconnected_not_buffered(
                 await talker.heartbeat()
     await talker.close()
     assert gateway.logs_containing("slow_consumer_disconnected"), f"not dropped after {sent} frames"
+    # Now read at full speed: through the 4 KB receive buffer, what the kernel still holds for
+    # this socket arrives a few KB per window update, and the drain once took over 30 s in CI.
+    slow.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     with pytest.raises(websockets.ConnectionClosed):
         async with asyncio.timeout(30):
             await read_until_closed(slow)
